@@ -9,6 +9,11 @@ import {
   type PeerGoneReasonValue,
 } from './constants.ts';
 
+/** A copy of bytes [start, end) as a plain Uint8Array (Buffer#slice would be a view that pins the chunk). */
+function copyBytes(p: Uint8Array, start: number, end: number): Uint8Array {
+  return Uint8Array.from(p.subarray(start, end));
+}
+
 export interface Frame {
   type: number;
   /** The payload; a view that is only valid until the next push() unless copied. */
@@ -80,9 +85,9 @@ export interface PeerPresent {
 /** Parses a PeerPresent payload: 32 bytes (key only), 50 (no flags) or 51+. */
 export function decodePeerPresent(p: Uint8Array): PeerPresent {
   if (p.length < KEY_LEN) throw new WiremeshError('short_peer_present', `PeerPresent of ${p.length} bytes`);
-  const key = p.slice(0, KEY_LEN);
+  const key = copyBytes(p, 0, KEY_LEN);
   if (p.length < KEY_LEN + 18) return { key, ip16: null, port: 0, flags: 0 };
-  const ip16 = p.slice(KEY_LEN, KEY_LEN + 16);
+  const ip16 = copyBytes(p, KEY_LEN, KEY_LEN + 16);
   const port = (p[KEY_LEN + 16]! << 8) | p[KEY_LEN + 17]!;
   const flags = p.length > KEY_LEN + 18 ? p[KEY_LEN + 18]! : 0;
   return { key, ip16, port, flags };
@@ -96,7 +101,7 @@ export interface PeerGone {
 /** Parses a PeerGone payload: 32 bytes (reason 0) or 33+. */
 export function decodePeerGone(p: Uint8Array): PeerGone {
   if (p.length < KEY_LEN) throw new WiremeshError('short_peer_gone', `PeerGone of ${p.length} bytes`);
-  return { key: p.slice(0, KEY_LEN), reason: p.length > KEY_LEN ? p[KEY_LEN]! : 0 };
+  return { key: copyBytes(p, 0, KEY_LEN), reason: p.length > KEY_LEN ? p[KEY_LEN]! : 0 };
 }
 
 export interface Restarting {
@@ -116,7 +121,7 @@ export function decodeServerKey(p: Uint8Array): Uint8Array {
   for (let i = 0; i < MAGIC.length; i++) {
     if (p[i] !== MAGIC[i]) throw new WiremeshError('bad_magic', 'ServerKey without the DERP magic');
   }
-  return p.slice(MAGIC.length, MAGIC.length + KEY_LEN);
+  return copyBytes(p, MAGIC.length, MAGIC.length + KEY_LEN);
 }
 
 /** A payload is disco when it is ≥ 62 bytes and starts with `TS💬` (spec §9.1). */
