@@ -1,0 +1,424 @@
+/**
+ * One accepted DERP connection (spec/derp.md §6–§8, §9.3): the handshake with its deadlines, the read loop that
+ * validates each header before reading its payload, the two 32-deep packet queues with head-drop, the pending
+ * control frames (one pong slot, PeerGone notices, watcher updates, keepalive) and the batching writer that
+ * drains them once per event-loop turn. Routing decisions belong to the ServerCore (core.ts).
+ */
+import type { Duplex } from 'node:stream';
+import { WiremeshError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { Clock, Timer } from '../../time/clock.ts';
+import { keyId, shortKey, type NodePrivate, type NodePublic } from '../../types/key.ts';
+import {
+  FrameType, KEEPALIVE_INTERVAL_MS, KEEPALIVE_JITTER_MS, KEY_LEN, NONCE_LEN, PING_LEN, PeerGoneReason,
+  PeerPresentFlags, type PeerGoneReasonValue,
+} from '../constants.ts';
+import { encodeServerKey } from '../frame.ts';
+import { unmapAddress } from '../../net/packet.ts';
+import {
+  COPY_WHEN_BACKLOG_AT_LEAST, ENQUEUE_ATTEMPTS, HOME_MOVE_GRACE_MS, MAX_PENDING_PEER_GONE, MAX_PENDING_WATCHER_UPDATES,
+  MESH_WRITE_TIMEOUT_MS, NOT_HERE_BURST, NOT_HERE_PER_SECOND,
+} from './constants.ts';
+import { checkLiveHeader } from './frame-rules.ts';
+import { checkClientInfoHeader, isMeshPeer, openClientInfo, sealServerInfo, type OpenedClientInfo } from './handshake.ts';
+import type { KeyConns } from './dup.ts';
+import { ip16 } from './ip.ts';
+import { DropReason, type Counters } from './metrics.ts';
+import { PacketQueue } from './queue.ts';
+import { TokenBucket } from './ratelimit.ts';
+import { StreamFrameReader, type FrameSink, type HeaderVerdict } from './reader.ts';
+import { BatchWriter } from './writer.ts';
+
+/** What a connection needs from the server core (implemented in core.ts). */
+export interface ServerCore {
+  readonly clock: Clock;
+  readonly counters: Counters;
+  readonly privateKey: NodePrivate;
+  readonly publicKey: NodePublic;
+  readonly meshKey: Uint8Array | null;
+  readonly queueDepth: number;
+  readonly writeTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  readonly random: (n: number) => Uint8Array;
+  verifyClient: ((req: { key: NodePublic; remoteAddress: string }) => Promise<boolean>) | undefined;
+  schedule(c: ClientConn): void;
+  register(c: ClientConn): void;
+  unregister(c: ClientConn): void;
+  noteHeard(srcId: string, c: ClientConn): void;
+  /** Routes a SendPacket payload: dst key(32) ∥ packet. */
+  routeSend(from: ClientConn, frame: Buffer): void;
+  routeForward(from: ClientConn, src: Uint8Array, dst: Uint8Array, packet: Uint8Array): void;
+  addWatcher(c: ClientConn): void;
+  closePeer(from: ClientConn, target: Uint8Array): void;
+  homeChanged(delta: number): void;
+  forget(c: ClientConn): void;
+}
+
+export interface ConnInfo {
+  remoteAddress: string;
+  remotePort: number;
+  head?: Uint8Array;
+  idealNode?: string;
+}
+
+type State = 'handshake' | 'admitting' | 'live' | 'closed';
+
+const err = (code: string, message: string): WiremeshError => new WiremeshError(code, message);
+
+export class ClientConn implements FrameSink {
+  readonly id: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly ip16: Uint8Array;
+  readonly notIdeal: boolean;
+  key!: NodePublic;
+  keyId = '';
+  canMesh = false;
+  isProber = false;
+  preferred = false;
+  isWatcher = false;
+  /** The registry entry of this connection's key while live (set by the core). */
+  keyConns: KeyConns<ClientConn> | null = null;
+  /** Sources this connection has been sent packets from (the §9.4 "heard from" record). */
+  readonly heardFrom = new Set<string>();
+  /** Resolves when the underlying stream has closed. */
+  readonly closed: Promise<void>;
+
+  readonly #core: ServerCore;
+  readonly #stream: Duplex;
+  readonly #log: Logger;
+  readonly #reader = new StreamFrameReader();
+  readonly #writer: BatchWriter;
+  readonly #disco: PacketQueue;
+  readonly #other: PacketQueue;
+  #state: State = 'handshake';
+  #pong: Uint8Array | null = null;
+  #peerGone: { key: Uint8Array; reason: PeerGoneReasonValue }[] = [];
+  #watcherFrames: Buffer[] = [];
+  #keepAlive = false;
+  #dirty = false;
+  #lastHeard = '';
+  #connectedAt = 0;
+  #notHere: TokenBucket | null = null;
+  #handshakeTimer: Timer | null = null;
+  #keepAliveTimer: Timer | null = null;
+
+  constructor(core: ServerCore, id: number, stream: Duplex, info: ConnInfo, log: Logger) {
+    this.#core = core;
+    this.id = id;
+    this.#stream = stream;
+    this.remoteAddress = info.remoteAddress;
+    this.remotePort = info.remotePort;
+    this.ip16 = ip16(info.remoteAddress);
+    this.notIdeal = (info.idealNode ?? '') !== '';
+    this.#log = log;
+    this.#disco = new PacketQueue(core.queueDepth);
+    this.#other = new PacketQueue(core.queueDepth);
+    this.#writer = new BatchWriter(stream, core.clock, core.writeTimeoutMs, this.#onWriteTimeout, () => this.#markDirty());
+    this.closed = new Promise((resolve) => stream.once('close', () => resolve()));
+  }
+
+  get live(): boolean {
+    return this.#state === 'live';
+  }
+
+  /** PeerPresent flags for this connection (§4.1). */
+  get presentFlags(): number {
+    let f = 0;
+    if (this.canMesh) f |= PeerPresentFlags.IsMeshPeer;
+    if (this.isProber) f |= PeerPresentFlags.IsProber;
+    if (this.notIdeal) f |= PeerPresentFlags.NotIdeal;
+    return f === 0 ? PeerPresentFlags.IsRegular : f;
+  }
+
+  /** Sends ServerKey, arms the handshake deadline and starts reading (`head` = bytes read with the HTTP request). */
+  start(head: Uint8Array | undefined): void {
+    const s = this.#stream;
+    (s as Duplex & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+    s.on('data', (chunk: Buffer) => this.#onData(chunk));
+    s.on('end', () => this.close(null, 'eof'));
+    s.on('error', (e: Error) => this.close(new WiremeshError('stream_error', e.message, { cause: e })));
+    s.on('close', () => this.close(null, 'stream closed'));
+    this.#handshakeTimer = this.#core.clock.setTimeout(this.#onHandshakeTimeout, this.#core.handshakeTimeoutMs);
+    s.write(encodeServerKey(this.#core.publicKey), () => {
+      // ServerKey is out: a fresh window for ClientInfo and admission (§4, §6).
+      if (this.#state !== 'handshake' && this.#state !== 'admitting') return;
+      this.#handshakeTimer?.cancel();
+      this.#handshakeTimer = this.#core.clock.setTimeout(this.#onHandshakeTimeout, this.#core.handshakeTimeoutMs);
+    });
+    if (head !== undefined && head.length > 0) this.#onData(head);
+  }
+
+  // ---- reading ----
+
+  #onData(chunk: Uint8Array): void {
+    if (this.#state === 'closed') return;
+    this.#reader.push(chunk);
+    this.#pump();
+  }
+
+  #pump(): void {
+    if (this.#state !== 'handshake' && this.#state !== 'live') return;
+    try {
+      this.#reader.process(this);
+    } catch (e) {
+      this.close(e instanceof WiremeshError ? e : new WiremeshError('internal_error', String(e), { cause: e }));
+    }
+  }
+
+  onHeader(type: number, length: number): HeaderVerdict {
+    if (this.#state === 'handshake') {
+      checkClientInfoHeader(type, length);
+      return 'read';
+    }
+    const kc = this.keyConns;
+    if (kc !== null && kc.size > 1) kc.noteActivity(this);
+    const verdict = checkLiveHeader(type, length, this.canMesh);
+    if (verdict === 'unknown') {
+      this.#core.counters.unknownFrames++;
+      return 'skip';
+    }
+    return verdict;
+  }
+
+  onFrame(type: number, payload: Buffer): boolean {
+    const core = this.#core;
+    switch (type) {
+      case FrameType.SendPacket:
+        core.routeSend(this, payload);
+        break;
+      case FrameType.ForwardPacket:
+        core.routeForward(this, payload.subarray(0, KEY_LEN), payload.subarray(KEY_LEN, 2 * KEY_LEN), payload.subarray(2 * KEY_LEN));
+        break;
+      case FrameType.NotePreferred:
+        this.#setPreferred(payload[0] !== 0);
+        break;
+      case FrameType.Ping:
+        core.counters.gotPing++;
+        if (this.#pong === null) {
+          this.#pong = payload.subarray(0, PING_LEN);
+          this.#markDirty();
+        }
+        break;
+      case FrameType.WatchConns:
+        core.addWatcher(this);
+        break;
+      case FrameType.ClosePeer:
+        core.closePeer(this, payload);
+        break;
+      case FrameType.ClientInfo:
+        if (this.#state === 'handshake') return this.#onClientInfo(payload);
+        break;
+      default:
+        break;
+    }
+    return this.#state === 'live';
+  }
+
+  // ---- handshake ----
+
+  #onClientInfo(payload: Buffer): boolean {
+    const opened = openClientInfo(this.#core.privateKey, payload);
+    this.key = opened.key;
+    this.keyId = keyId(opened.key);
+    this.canMesh = isMeshPeer(opened.info.meshKey, this.#core.meshKey);
+    this.isProber = opened.info.isProber;
+    const verify = this.#core.verifyClient;
+    if (this.canMesh || verify === undefined) {
+      this.#goLive(opened);
+      return this.#state === 'live';
+    }
+    this.#state = 'admitting';
+    this.#stream.pause();
+    const remoteAddress = unmapAddress(this.remoteAddress);
+    verify({ key: opened.key, remoteAddress }).then(
+      (ok) => {
+        if (this.#state !== 'admitting') return;
+        if (!ok) return this.close(err('not_admitted', `client ${shortKey(opened.key)} rejected by admission`));
+        this.#goLive(opened);
+        this.#stream.resume();
+        this.#pump();
+      },
+      (e: unknown) => this.close(new WiremeshError('not_admitted', `admission check failed: ${String(e)}`, { cause: e })),
+    );
+    return false;
+  }
+
+  #goLive(opened: OpenedClientInfo): void {
+    const core = this.#core;
+    this.#handshakeTimer?.cancel();
+    this.#handshakeTimer = null;
+    this.#state = 'live';
+    this.#connectedAt = core.clock.now();
+    if (this.canMesh) this.#writer.timeoutMs = MESH_WRITE_TIMEOUT_MS;
+    core.register(this);
+    // ServerInfo is written synchronously right after registering: nothing can be queued ahead of it (§6.5).
+    this.#writer.frame(FrameType.ServerInfo, 128, sealServerInfo(opened.shared, core.random(NONCE_LEN)));
+    this.#writer.flush();
+    const jitter = Math.floor((new DataView(core.random(4).buffer).getUint32(0) / 2 ** 32) * KEEPALIVE_JITTER_MS);
+    this.#keepAliveTimer = core.clock.setInterval(() => {
+      this.#keepAlive = true;
+      this.#markDirty();
+    }, KEEPALIVE_INTERVAL_MS + jitter);
+    this.#log.debug('client connected', { key: shortKey(opened.key), mesh: this.canMesh, prober: this.isProber });
+  }
+
+  readonly #onHandshakeTimeout = (): void => {
+    this.close(err('handshake_timeout', `handshake not finished within ${this.#core.handshakeTimeoutMs} ms`));
+  };
+
+  readonly #onWriteTimeout = (): void => {
+    this.#core.counters.writeTimeouts++;
+    this.close(err('write_timeout', `write did not complete within ${this.#writer.timeoutMs} ms`));
+  };
+
+  #setPreferred(v: boolean): void {
+    if (v === this.preferred) return;
+    this.preferred = v;
+    this.#core.homeChanged(v ? 1 : -1);
+    if (this.#core.clock.now() - this.#connectedAt > HOME_MOVE_GRACE_MS) {
+      if (v) this.#core.counters.homeMovesIn++;
+      else this.#core.counters.homeMovesOut++;
+    }
+  }
+
+  // ---- queueing (called by the core) ----
+
+  /** Queues a RecvPacket; on a full queue drops the oldest (queue_head), up to ENQUEUE_ATTEMPTS times. */
+  enqueuePacket(src: Uint8Array, srcId: string, payload: Uint8Array, disco: boolean): void {
+    const counters = this.#core.counters;
+    if (this.#state !== 'live') {
+      counters.drop(DropReason.GoneDisconnected, disco, payload.length);
+      return;
+    }
+    const q = disco ? this.#disco : this.#other;
+    // A burst routed within one read (a 64 KiB chunk holds ~100 small frames) must not overflow a queue whose
+    // socket is keeping up: write the queue out now. Only a destination that pushes back drops (like Go).
+    if (q.length === q.depth && !this.#writer.blocked) this.flush();
+    if (q.length >= COPY_WHEN_BACKLOG_AT_LEAST) payload = Uint8Array.prototype.slice.call(payload);
+    for (let i = 0; i < ENQUEUE_ATTEMPTS; i++) {
+      if (q.push({ src, srcId, payload })) {
+        this.#markDirty();
+        return;
+      }
+      const head = q.shift();
+      if (head !== undefined) counters.drop(DropReason.QueueHead, disco, head.payload.length);
+    }
+    counters.drop(DropReason.QueueTail, disco, payload.length);
+  }
+
+  /** Queues PeerGone(key, reason) unless too many are pending. */
+  enqueuePeerGone(key: Uint8Array, reason: PeerGoneReasonValue): void {
+    if (this.#state !== 'live' || this.#peerGone.length >= MAX_PENDING_PEER_GONE) return;
+    this.#peerGone.push({ key, reason });
+    this.#markDirty();
+  }
+
+  /** Replies PeerGone(dst, NotHere) to a disco packet for an unknown key, 1/s burst 3 per connection (§9.2). */
+  notHere(dst: Uint8Array): void {
+    this.#notHere ??= new TokenBucket(this.#core.clock, NOT_HERE_PER_SECOND, NOT_HERE_BURST);
+    if (this.#notHere.allow()) this.enqueuePeerGone(Uint8Array.prototype.slice.call(dst), PeerGoneReason.NotHere);
+  }
+
+  /** Queues a pre-encoded watcher frame (PeerPresent/PeerGone); a watcher too far behind is closed. */
+  enqueueWatcherFrame(frame: Buffer): void {
+    if (this.#state !== 'live') return;
+    if (this.#watcherFrames.length >= MAX_PENDING_WATCHER_UPDATES) {
+      this.close(err('watcher_backlog', `watcher has ${MAX_PENDING_WATCHER_UPDATES} updates pending`));
+      return;
+    }
+    this.#watcherFrames.push(frame);
+    this.#markDirty();
+  }
+
+  #markDirty(): void {
+    if (this.#dirty || this.#state !== 'live' || this.#writer.blocked) return;
+    this.#dirty = true;
+    this.#core.schedule(this);
+  }
+
+  // ---- writing ----
+
+  /** Drains pending frames into the batch writer until done or the stream pushes back. Once per loop turn. */
+  flush(): void {
+    this.#dirty = false;
+    const w = this.#writer;
+    if (this.#state !== 'live' || w.blocked) return;
+    const counters = this.#core.counters;
+    const hint = 64 + 64 * (this.#peerGone.length + this.#watcherFrames.length) +
+      this.#disco.bytes + this.#other.bytes + 37 * (this.#disco.length + this.#other.length);
+    if (this.#keepAlive) {
+      this.#keepAlive = false;
+      w.frame(FrameType.KeepAlive, hint);
+    }
+    if (this.#pong !== null) {
+      w.frame(FrameType.Pong, hint, this.#pong);
+      this.#pong = null;
+      counters.sentPong++;
+    }
+    if (this.#peerGone.length > 0) {
+      for (const g of this.#peerGone) {
+        w.frame(FrameType.PeerGone, hint, g.key, Uint8Array.of(g.reason));
+        if (g.reason === PeerGoneReason.NotHere) counters.peerGoneNotHere++;
+        else counters.peerGoneDisconnected++;
+      }
+      this.#peerGone = [];
+    }
+    if (this.#watcherFrames.length > 0) {
+      for (const f of this.#watcherFrames) {
+        const off = w.reserve(f[0]!, f.length - 5, hint);
+        f.copy(w.buffer, off, 5);
+      }
+      this.#watcherFrames = [];
+    }
+    for (;;) {
+      const p = this.#disco.shift() ?? this.#other.shift();
+      if (p === undefined) break;
+      const off = w.reserve(FrameType.RecvPacket, KEY_LEN + p.payload.length, hint);
+      const buf = w.buffer;
+      buf.set(p.src, off);
+      buf.set(p.payload, off + KEY_LEN);
+      counters.packetsSent++;
+      counters.bytesSent += p.payload.length;
+      if (p.srcId !== this.#lastHeard) {
+        this.#lastHeard = p.srcId;
+        this.#core.noteHeard(p.srcId, this);
+      }
+      if (w.blocked) break;
+    }
+    w.flush();
+  }
+
+  // ---- closing ----
+
+  /** Closes this connection once: logs the reason, unregisters, drops what is queued, destroys the stream. */
+  close(error: WiremeshError | null, reason = 'closed'): void {
+    if (this.#state === 'closed') return;
+    const wasLive = this.#state === 'live';
+    this.#state = 'closed';
+    const core = this.#core;
+    if (error !== null) {
+      core.counters.closed(error.code);
+      const quiet = error.code === 'stream_error';
+      this.#log[quiet ? 'debug' : 'warn']('closing connection', { code: error.code, reason: error.message, ...this.#logKey() });
+    } else {
+      this.#log.debug('connection closed', { reason, ...this.#logKey() });
+    }
+    this.#handshakeTimer?.cancel();
+    this.#keepAliveTimer?.cancel();
+    this.#writer.close();
+    for (const q of [this.#disco, this.#other]) {
+      for (const p of q.clear()) core.counters.drop(DropReason.GoneDisconnected, q === this.#disco, p.payload.length);
+    }
+    this.#peerGone = [];
+    this.#watcherFrames = [];
+    if (wasLive) core.unregister(this);
+    core.forget(this);
+    this.#stream.destroy();
+  }
+
+  #logKey(): Record<string, unknown> {
+    return this.keyId === '' ? {} : { key: shortKey(this.key) };
+  }
+}
+

@@ -1,0 +1,302 @@
+/**
+ * The DERP server's registry and routing (spec/derp.md §9, §10, §11.1–§11.3): keys → connections (with the
+ * duplicate policy), SendPacket/ForwardPacket routing, the "heard from" records behind PeerGone(Disconnected),
+ * mesh watchers, packet forwarders, and the once-per-turn flush scheduler for connections with pending output.
+ */
+import { WiremeshError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { Clock } from '../../time/clock.ts';
+import { keyId, shortKey, type NodePrivate, type NodePublic } from '../../types/key.ts';
+import { FrameType, KEY_LEN, PeerGoneReason } from '../constants.ts';
+import { encodeFrame, encodePeerPresent, looksLikeDisco } from '../frame.ts';
+import type { ClientConn, ServerCore } from './client-conn.ts';
+import { KeyConns } from './dup.ts';
+import { Counters, DropReason, snapshot, type DerpMetrics } from './metrics.ts';
+
+export interface PacketForwarder {
+  forwardPacket(src: NodePublic, dst: NodePublic, packet: Uint8Array): void;
+  readonly name: string;
+}
+
+export interface CoreOptions {
+  privateKey: NodePrivate;
+  publicKey: NodePublic;
+  meshKey: Uint8Array | null;
+  clock: Clock;
+  logger: Logger;
+  queueDepth: number;
+  writeTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  random: (n: number) => Uint8Array;
+  verifyClient: ((req: { key: NodePublic; remoteAddress: string }) => Promise<boolean>) | undefined;
+}
+
+interface Forwarders {
+  key: NodePublic;
+  list: PacketForwarder[];
+}
+
+export class Core implements ServerCore {
+  readonly clock: Clock;
+  readonly counters = new Counters();
+  readonly privateKey: NodePrivate;
+  readonly publicKey: NodePublic;
+  readonly meshKey: Uint8Array | null;
+  readonly queueDepth: number;
+  readonly writeTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  readonly random: (n: number) => Uint8Array;
+  verifyClient: ((req: { key: NodePublic; remoteAddress: string }) => Promise<boolean>) | undefined;
+
+  /** Every accepted connection, handshaking or live. */
+  readonly all = new Set<ClientConn>();
+  readonly #log: Logger;
+  readonly #selfId: string;
+  readonly #clients = new Map<string, KeyConns<ClientConn>>();
+  readonly #forwarders = new Map<string, Forwarders>();
+  /** src keyId → connections that were sent packets from src (§9.4). */
+  readonly #sentTo = new Map<string, Set<ClientConn>>();
+  readonly #watchers = new Set<ClientConn>();
+  #liveConns = 0;
+  #home = 0;
+  #notIdeal = 0;
+  #dirty: ClientConn[] = [];
+  #flushScheduled = false;
+
+  constructor(o: CoreOptions) {
+    this.clock = o.clock;
+    this.privateKey = o.privateKey;
+    this.publicKey = o.publicKey;
+    this.meshKey = o.meshKey;
+    this.queueDepth = o.queueDepth;
+    this.writeTimeoutMs = o.writeTimeoutMs;
+    this.handshakeTimeoutMs = o.handshakeTimeoutMs;
+    this.random = o.random;
+    this.verifyClient = o.verifyClient;
+    this.#log = o.logger;
+    this.#selfId = keyId(o.publicKey);
+  }
+
+  // ---- flush scheduling: one pass per event-loop turn over connections with pending output ----
+
+  schedule(c: ClientConn): void {
+    this.#dirty.push(c);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(this.#runFlush);
+  }
+
+  readonly #runFlush = (): void => {
+    this.#flushScheduled = false;
+    const list = this.#dirty;
+    this.#dirty = [];
+    for (const c of list) c.flush();
+  };
+
+  // ---- registry ----
+
+  register(c: ClientConn): void {
+    let set = this.#clients.get(c.keyId);
+    if (set === undefined) {
+      set = new KeyConns<ClientConn>(c.key, c.keyId);
+      this.#clients.set(c.keyId, set);
+    } else {
+      this.counters.totalDupClientConns++;
+    }
+    set.add(c);
+    c.keyConns = set;
+    this.#liveConns++;
+    if (c.notIdeal) this.#notIdeal++;
+    if (this.#watchers.size > 0) {
+      const frame = encodePeerPresent(c.key, c.ip16, c.remotePort, c.presentFlags);
+      for (const w of this.#watchers) w.enqueueWatcherFrame(frame);
+    }
+  }
+
+  unregister(c: ClientConn): void {
+    this.#liveConns--;
+    if (c.notIdeal) this.#notIdeal--;
+    if (c.preferred) this.#home--;
+    this.#watchers.delete(c);
+    for (const src of c.heardFrom) {
+      const s = this.#sentTo.get(src);
+      if (s !== undefined && s.delete(c) && s.size === 0) this.#sentTo.delete(src);
+    }
+    c.heardFrom.clear();
+    c.keyConns = null;
+    const set = this.#clients.get(c.keyId);
+    if (set === undefined || !set.remove(c) || set.size > 0) return;
+    this.#clients.delete(c.keyId);
+    if (this.#watchers.size > 0) {
+      const frame = encodeFrame(FrameType.PeerGone, c.key, Uint8Array.of(PeerGoneReason.Disconnected));
+      for (const w of this.#watchers) w.enqueueWatcherFrame(frame);
+    }
+    if (!this.#forwarders.has(c.keyId)) this.#leftRegion(c.keyId, c.key);
+  }
+
+  forget(c: ClientConn): void {
+    this.all.delete(c);
+  }
+
+  /** `key` has no local connection and no forwarder any more: tell everyone who heard from it (§9.4). */
+  #leftRegion(id: string, key: Uint8Array): void {
+    const heard = this.#sentTo.get(id);
+    if (heard === undefined) return;
+    this.#sentTo.delete(id);
+    for (const c of heard) {
+      c.heardFrom.delete(id);
+      c.enqueuePeerGone(key, PeerGoneReason.Disconnected);
+    }
+  }
+
+  noteHeard(srcId: string, c: ClientConn): void {
+    if (c.heardFrom.has(srcId)) return;
+    c.heardFrom.add(srcId);
+    let s = this.#sentTo.get(srcId);
+    if (s === undefined) this.#sentTo.set(srcId, (s = new Set()));
+    s.add(c);
+  }
+
+  homeChanged(delta: number): void {
+    this.#home += delta;
+  }
+
+  // ---- routing ----
+
+  routeSend(from: ClientConn, frame: Buffer): void {
+    const counters = this.counters;
+    const packet = frame.subarray(KEY_LEN);
+    const disco = looksLikeDisco(packet);
+    counters.packetsReceived++;
+    counters.bytesReceived += packet.length;
+    if (disco) counters.receivedDisco++;
+    else counters.receivedOther++;
+    const dstId = frame.toString('latin1', 0, KEY_LEN); // same string as keyId(), one allocation fewer
+    const set = this.#clients.get(dstId);
+    if (set !== undefined) {
+      const to = set.active;
+      if (to !== undefined) to.enqueuePacket(from.key, from.keyId, packet, disco);
+      else counters.drop(DropReason.DupClient, disco, packet.length);
+      return;
+    }
+    const fwd = this.#forwarders.get(dstId);
+    if (fwd !== undefined && fwd.list.length > 0) {
+      counters.packetsForwardedOut++;
+      try {
+        fwd.list[0]!.forwardPacket(from.key, fwd.key, packet);
+      } catch (e) {
+        this.#log.debug('forwarder failed', { via: fwd.list[0]!.name, error: String(e) });
+      }
+      return;
+    }
+    counters.drop(DropReason.UnknownDest, disco, packet.length);
+    if (disco) from.notHere(frame.subarray(0, KEY_LEN));
+  }
+
+  routeForward(from: ClientConn, src: Uint8Array, dst: Uint8Array, packet: Uint8Array): void {
+    const counters = this.counters;
+    const disco = looksLikeDisco(packet);
+    const to = this.#clients.get(keyId(dst))?.active;
+    if (to === undefined) {
+      counters.drop(DropReason.UnknownDestOnFwd, disco, packet.length);
+      if (disco) from.notHere(dst);
+      return;
+    }
+    counters.packetsForwardedIn++;
+    to.enqueuePacket(src, keyId(src), packet, disco);
+  }
+
+  // ---- mesh ----
+
+  addWatcher(c: ClientConn): void {
+    if (c.keyId === this.#selfId) {
+      this.#log.debug('ignoring WatchConns from our own key (self-mesh)');
+      return;
+    }
+    if (this.#watchers.has(c)) return;
+    this.#watchers.add(c);
+    c.isWatcher = true;
+    for (const set of this.#clients.values()) {
+      const a = set.active;
+      if (a !== undefined) c.enqueueWatcherFrame(encodePeerPresent(a.key, a.ip16, a.remotePort, a.presentFlags));
+    }
+  }
+
+  closePeer(from: ClientConn, target: Uint8Array): void {
+    const set = this.#clients.get(keyId(target));
+    if (set === undefined) {
+      this.#log.info('ClosePeer for an unknown key', { target: shortKey(target), from: shortKey(from.key) });
+      return;
+    }
+    this.#log.info('closing peer on mesh request', { target: shortKey(target), from: shortKey(from.key) });
+    for (const c of [...set.conns]) c.close(null, 'ClosePeer from a mesh peer');
+  }
+
+  addPacketForwarder(key: NodePublic, fwd: PacketForwarder): void {
+    const id = keyId(key);
+    let f = this.#forwarders.get(id);
+    if (f === undefined) this.#forwarders.set(id, (f = { key: Uint8Array.prototype.slice.call(key) as NodePublic, list: [] }));
+    if (f.list.includes(fwd)) return;
+    f.list.push(fwd);
+    if (f.list.length === 2) this.counters.multiforwarderCreated++;
+  }
+
+  removePacketForwarder(key: NodePublic, fwd: PacketForwarder): void {
+    const id = keyId(key);
+    const f = this.#forwarders.get(id);
+    const i = f === undefined ? -1 : f.list.indexOf(fwd);
+    if (f === undefined || i < 0) return;
+    f.list.splice(i, 1);
+    if (f.list.length === 1) this.counters.multiforwarderDeleted++;
+    if (f.list.length > 0) return;
+    this.#forwarders.delete(id);
+    if (!this.#clients.has(id)) this.#leftRegion(id, f.key);
+  }
+
+  /** Throws if the registry's invariants do not hold (served at /debug/check by derper). */
+  consistencyCheck(): void {
+    const problems: string[] = [];
+    let live = 0;
+    for (const [id, set] of this.#clients) {
+      if (set.size === 0) problems.push(`key ${shortKey(set.key)} registered with no connections`);
+      for (const c of set.conns) {
+        live++;
+        if (!c.live) problems.push(`closed connection ${c.id} still registered`);
+        if (c.keyId !== id) problems.push(`connection ${c.id} registered under another key`);
+        if (c.keyConns !== set) problems.push(`connection ${c.id} has a stale registry entry`);
+      }
+    }
+    if (live !== this.#liveConns) problems.push(`${live} registered connections, gauge says ${this.#liveConns}`);
+    for (const w of this.#watchers) if (!w.live) problems.push(`closed watcher ${w.id}`);
+    for (const [src, conns] of this.#sentTo) {
+      for (const c of conns) if (!c.live || !c.heardFrom.has(src)) problems.push(`stale heard-from record on connection ${c.id}`);
+    }
+    if (problems.length > 0) throw new WiremeshError('inconsistent', problems.join('; '));
+  }
+
+  // ---- metrics ----
+
+  metrics(): DerpMetrics {
+    let dupKeys = 0;
+    let dupConns = 0;
+    for (const set of this.#clients.values()) {
+      if (set.size > 1) {
+        dupKeys++;
+        dupConns += set.size;
+      }
+    }
+    let remoteOnly = 0;
+    for (const id of this.#forwarders.keys()) if (!this.#clients.has(id)) remoteOnly++;
+    return snapshot(this.counters, {
+      connections: this.#liveConns,
+      home: this.#home,
+      notIdeal: this.#notIdeal,
+      watchers: this.#watchers.size,
+      clientsTotal: this.#clients.size + remoteOnly,
+      clientsLocal: this.#clients.size,
+      clientsRemote: this.#forwarders.size,
+      dupKeys,
+      dupConns,
+    });
+  }
+}

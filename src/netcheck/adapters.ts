@@ -1,0 +1,176 @@
+/**
+ * netcheck adapters (DESIGN.md layer 3; spec/nat-traversal.md §7.2–§7.3): the real implementations of the
+ * engine's seams — UDP sockets, DNS, the HTTPS `/derp/latency-check` fallback over a pre-dialed TLS connection,
+ * the `/generate_204` captive-portal check, the TTL-limited hop check (via the system `ping`), and loading a DERP
+ * map from a file or URL. Nothing here decides anything; src/netcheck/client.ts does.
+ */
+import { execFile } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
+import { readFile, stat } from 'node:fs/promises';
+import http from 'node:http';
+import { isIP } from 'node:net';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { WiremeshError } from '../errors.ts';
+import type { PacketConn } from '../net/packet.ts';
+import { listenUdp } from '../net/udp.ts';
+import { cryptoRandom } from '../stun/client.ts';
+import { realClock } from '../time/clock.ts';
+import type { NetcheckDeps } from './client.ts';
+import {
+  CAPTIVE_CHALLENGE_HEADER, CAPTIVE_PORTAL_MAX_ENDPOINTS, CAPTIVE_PORTAL_TIMEOUT_MS, CAPTIVE_RESPONSE_HEADER,
+  HOP_PROBE_TIMEOUT_MS, ICMP_TIMEOUT_MS, LATENCY_CHECK_MAX_BYTES, LATENCY_CHECK_PATH, MAX_DERP_MAP_BYTES, NetcheckErrorCode,
+} from './constants.ts';
+import { derpPort, parseDerpMap, type DerpMap, type DerpNode } from './derpmap.ts';
+import type { Family } from './plan.ts';
+
+/** Tailscale's default DERP map URL (used only when no --derp-map is given). */
+export const DEFAULT_DERP_MAP_URL = 'https://controlplane.tailscale.com/derpmap/default';
+
+/** Loads a DERP map from `file://…`, a plain path, or an http(s) URL (bounded by MAX_DERP_MAP_BYTES). */
+export async function loadDerpMap(source: string): Promise<DerpMap> {
+  if (/^https?:\/\//.test(source)) {
+    let res: Response;
+    try {
+      res = await fetch(source, { signal: AbortSignal.timeout(10_000) });
+    } catch (e) {
+      throw new WiremeshError(NetcheckErrorCode.DerpMapFetch, `fetching DERP map ${source}: ${(e as Error).message}`);
+    }
+    if (!res.ok) throw new WiremeshError(NetcheckErrorCode.DerpMapFetch, `fetching DERP map ${source}: HTTP ${res.status}`);
+    const buf = await res.arrayBuffer();
+    if (buf.byteLength > MAX_DERP_MAP_BYTES) throw new WiremeshError(NetcheckErrorCode.BadDerpMap, `DERP map larger than ${MAX_DERP_MAP_BYTES} bytes`);
+    return parseDerpMap(new TextDecoder().decode(buf));
+  }
+  const path = source.startsWith('file:') ? fileURLToPath(source) : source;
+  try {
+    if ((await stat(path)).size > MAX_DERP_MAP_BYTES) throw new WiremeshError(NetcheckErrorCode.BadDerpMap, `DERP map larger than ${MAX_DERP_MAP_BYTES} bytes`);
+    return parseDerpMap(await readFile(path, 'utf8'));
+  } catch (e) {
+    if (e instanceof WiremeshError) throw e;
+    throw new WiremeshError(NetcheckErrorCode.DerpMapFetch, `reading DERP map ${path}: ${(e as Error).message}`);
+  }
+}
+
+function nodeIPv4(n: DerpNode): string {
+  return n.IPv4 !== undefined && isIP(n.IPv4) === 4 ? n.IPv4 : n.HostName;
+}
+
+/** HTTPS GET /derp/latency-check over a TLS connection dialed first; resolves with the request's duration (ms). */
+export function httpsLatency(node: DerpNode, signal: AbortSignal): Promise<number> {
+  const host = nodeIPv4(node);
+  const servername = isIP(node.CertName ?? node.HostName) === 0 ? (node.CertName ?? node.HostName) : undefined;
+  return new Promise((resolve, reject) => {
+    const fail = (msg: string): void => {
+      sock.destroy();
+      reject(new WiremeshError(NetcheckErrorCode.LatencyCheckFailed, `${node.Name}: ${msg}`));
+    };
+    const sock = tls.connect({ host, port: derpPort(node), rejectUnauthorized: node.InsecureForTests !== true, ...(servername === undefined ? {} : { servername }) });
+    const onAbort = (): void => fail('aborted');
+    signal.addEventListener('abort', onAbort, { once: true });
+    sock.once('close', () => signal.removeEventListener('abort', onAbort));
+    sock.once('error', (e) => fail(e.message));
+    sock.once('secureConnect', () => {
+      const t0 = performance.now();
+      const hostHeader = node.HostName.includes(':') ? `[${node.HostName}]` : node.HostName;
+      sock.write(`GET ${LATENCY_CHECK_PATH} HTTP/1.1\r\nHost: ${hostHeader}\r\nConnection: close\r\n\r\n`);
+      let got = Buffer.alloc(0);
+      sock.on('data', (d: Buffer) => {
+        got = Buffer.concat([got, d]);
+        if (got.length > LATENCY_CHECK_MAX_BYTES) return fail(`response larger than ${LATENCY_CHECK_MAX_BYTES} bytes`);
+        const end = got.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const ms = performance.now() - t0;
+        const status = /^HTTP\/1\.[01] (\d{3})/.exec(got.subarray(0, end).toString('latin1'));
+        sock.destroy();
+        if (status === null) return reject(new WiremeshError(NetcheckErrorCode.LatencyCheckFailed, `${node.Name}: not an HTTP response`));
+        const code = Number(status[1]);
+        if (code < 200 || code > 299) return reject(new WiremeshError(NetcheckErrorCode.LatencyCheckFailed, `${node.Name}: HTTP ${code}`));
+        resolve(ms);
+      });
+    });
+  });
+}
+
+/** One /generate_204 check: true = a portal answered, false = the DERP node answered, null = no answer. */
+function check204(node: DerpNode, signal: AbortSignal): Promise<boolean | null> {
+  const host = nodeIPv4(node);
+  const challenge = `ts_${host}`;
+  return new Promise((resolve) => {
+    const req = http.get(
+      { host, port: 80, path: `/generate_204?t=${Math.floor(Date.now() / 1000)}`, headers: { [CAPTIVE_CHALLENGE_HEADER]: challenge, 'Cache-Control': 'no-cache, no-store, must-revalidate', Pragma: 'no-cache' }, signal, timeout: CAPTIVE_PORTAL_TIMEOUT_MS },
+      (res) => {
+        res.resume();
+        const answer = res.headers[CAPTIVE_RESPONSE_HEADER.toLowerCase()];
+        resolve(!(res.statusCode === 204 && answer === `response ${challenge}`));
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(null));
+  });
+}
+
+/** Captive-portal check against up to CAPTIVE_PORTAL_MAX_ENDPOINTS DERP nodes that serve port 80 (spec §7.3). */
+export async function captivePortal(nodes: DerpNode[], signal: AbortSignal): Promise<boolean> {
+  const results = await Promise.all(nodes.slice(0, CAPTIVE_PORTAL_MAX_ENDPOINTS).map((n) => check204(n, signal)));
+  return results.some((r) => r === true);
+}
+
+/**
+ * The router that answers a TTL-limited ICMP echo toward `target` ("Time to live exceeded"), using the system
+ * `ping` (Node has no ICMP sockets). Null when the target itself answered, or nothing did.
+ */
+export function hopProbe(target: string, ttl: number, signal: AbortSignal): Promise<string | null> {
+  if (isIP(target) !== 4) return Promise.resolve(null);
+  const waitS = String(Math.max(1, Math.ceil(HOP_PROBE_TIMEOUT_MS / 1000)));
+  return new Promise((resolve, reject) => {
+    execFile('ping', ['-n', '-c', '1', '-W', waitS, '-t', String(ttl), target], { signal, timeout: HOP_PROBE_TIMEOUT_MS + 500 }, (err, stdout) => {
+      // No ping tool, or not allowed to ping: the check did not run (DoubleNAT stays null).
+      if (err !== null && (err.code === 'ENOENT' || err.code === 'EACCES' || /not permitted/i.test(String(err.message)))) return reject(err);
+      const m = /From (\d+\.\d+\.\d+\.\d+)[^\n]*Time to live exceeded/i.exec(String(stdout));
+      resolve(m === null ? null : m[1]!);
+    });
+  });
+}
+
+/** One ICMPv4 echo through the system `ping` (Node has no ICMP sockets); resolves with the reported round trip. */
+export function icmpLatency(ip: string, signal: AbortSignal): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const waitS = String(Math.max(1, Math.ceil(ICMP_TIMEOUT_MS / 1000)));
+    execFile('ping', ['-n', '-c', '1', '-W', waitS, ip], { signal, timeout: ICMP_TIMEOUT_MS + 500 }, (err, stdout) => {
+      const m = /time[=<]([\d.]+) ?ms/.exec(String(stdout));
+      if (m === null) return reject(err ?? new Error(`no ICMP echo reply from ${ip}`));
+      resolve(Number(m[1]));
+    });
+  });
+}
+
+/** Real-world dependencies for runNetcheck (ports are ephemeral; IPv6 socket optional). */
+export function realNetcheckDeps(opts: { bindAddress?: string; bindPort?: number; portMapProbe?: NetcheckDeps['portMapProbe'] } = {}): NetcheckDeps {
+  const deps: NetcheckDeps = {
+    clock: realClock,
+    random: cryptoRandom,
+    wallNow: () => Date.now(),
+    async listenUdp(family: Family): Promise<PacketConn | null> {
+      const host = family === 4 ? (opts.bindAddress ?? '0.0.0.0') : '::';
+      if (family === 6 && opts.bindAddress !== undefined && isIP(opts.bindAddress) !== 6) return null;
+      try {
+        return await listenUdp({ host, port: opts.bindPort ?? 0, family });
+      } catch {
+        return null;
+      }
+    },
+    async resolve(host: string, family: Family): Promise<string | null> {
+      try {
+        return (await lookup(host, { family })).address;
+      } catch {
+        return null;
+      }
+    },
+    httpsLatency,
+    icmpLatency,
+    captivePortal,
+    hopProbe,
+  };
+  if (opts.portMapProbe !== undefined) deps.portMapProbe = opts.portMapProbe;
+  return deps;
+}
