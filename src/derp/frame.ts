@@ -4,6 +4,7 @@
  * frame that straddles chunks.
  */
 import { WiremeshError } from '../errors.ts';
+import { ByteQueue } from '../net/byte-queue.ts';
 import {
   DISCO_MAGIC, DISCO_MIN_LEN, FRAME_HEADER_LEN, FrameType, KEY_LEN, MAGIC, PEER_PRESENT_LEN, type FrameTypeValue,
   type PeerGoneReasonValue,
@@ -141,9 +142,7 @@ export type FrameLimit = (type: number) => number;
  */
 export class FrameReader {
   readonly #limit: FrameLimit;
-  #chunks: Buffer[] = [];
-  #chunkOffset = 0;
-  #buffered = 0;
+  readonly #q = new ByteQueue();
 
   constructor(limit: FrameLimit) {
     this.#limit = limit;
@@ -151,20 +150,18 @@ export class FrameReader {
 
   /** Bytes received but not yet returned as frames. */
   get buffered(): number {
-    return this.#buffered;
+    return this.#q.length;
   }
 
   push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
-    this.#chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    this.#buffered += chunk.length;
+    this.#q.push(chunk);
   }
 
   /** Peeks the type and length of the next frame once its header is complete. */
   peekHeader(): { type: number; length: number } | null {
-    if (this.#buffered < FRAME_HEADER_LEN) return null;
-    const h = this.#peek(FRAME_HEADER_LEN);
-    return { type: h[0]!, length: ((h[1]! << 24) | (h[2]! << 16) | (h[3]! << 8) | h[4]!) >>> 0 };
+    const q = this.#q;
+    if (q.length < FRAME_HEADER_LEN) return null;
+    return { type: q.at(0), length: ((q.at(1) << 24) | (q.at(2) << 16) | (q.at(3) << 8) | q.at(4)) >>> 0 };
   }
 
   next(): Frame | null {
@@ -174,64 +171,13 @@ export class FrameReader {
     if (h.length > max) {
       throw new WiremeshError('frame_too_large', `frame type 0x${h.type.toString(16)} of ${h.length} bytes exceeds ${max}`);
     }
-    if (this.#buffered < FRAME_HEADER_LEN + h.length) return null;
-    this.#consume(FRAME_HEADER_LEN);
-    const payload = this.#take(h.length);
-    return { type: h.type, payload };
+    if (this.#q.length < FRAME_HEADER_LEN + h.length) return null;
+    this.#q.discard(FRAME_HEADER_LEN);
+    return { type: h.type, payload: this.#q.take(h.length) };
   }
 
   /** The unread bytes (for handing a stream over to another parser). */
   drain(): Buffer {
-    const rest = this.#take(this.#buffered);
-    return Buffer.from(rest);
-  }
-
-  #peek(n: number): Uint8Array {
-    const first = this.#chunks[0]!;
-    if (first.length - this.#chunkOffset >= n) return first.subarray(this.#chunkOffset, this.#chunkOffset + n);
-    const out = Buffer.allocUnsafe(n);
-    let o = 0;
-    let off = this.#chunkOffset;
-    for (const c of this.#chunks) {
-      const k = Math.min(n - o, c.length - off);
-      c.copy(out, o, off, off + k);
-      o += k;
-      off = 0;
-      if (o === n) break;
-    }
-    return out;
-  }
-
-  #consume(n: number): void {
-    this.#take(n);
-  }
-
-  #take(n: number): Buffer {
-    this.#buffered -= n;
-    const first = this.#chunks[0];
-    if (n === 0 || first === undefined) return Buffer.alloc(0);
-    if (first.length - this.#chunkOffset >= n) {
-      const out = first.subarray(this.#chunkOffset, this.#chunkOffset + n);
-      this.#chunkOffset += n;
-      if (this.#chunkOffset === first.length) {
-        this.#chunks.shift();
-        this.#chunkOffset = 0;
-      }
-      return out;
-    }
-    const out = Buffer.allocUnsafe(n);
-    let o = 0;
-    while (o < n) {
-      const c = this.#chunks[0]!;
-      const k = Math.min(n - o, c.length - this.#chunkOffset);
-      c.copy(out, o, this.#chunkOffset, this.#chunkOffset + k);
-      o += k;
-      this.#chunkOffset += k;
-      if (this.#chunkOffset === c.length) {
-        this.#chunks.shift();
-        this.#chunkOffset = 0;
-      }
-    }
-    return out;
+    return Buffer.from(this.#q.take(this.#q.length));
   }
 }
