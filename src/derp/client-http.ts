@@ -116,10 +116,11 @@ function dialUpgrade(u: ParsedUrl, opts: DialOptions): Promise<Dialed> {
       opts.signal.removeEventListener('abort', onAbort);
       sock.pause(); // hold later bytes until the engine attaches its data handler
       sock.off('data', onHeadData);
-      sock.off('error', fail);
+      sock.off('error', onError);
       sock.off('close', onEarlyClose);
       resolve({ stream: socketStream(sock), head, tls: u.secure });
     };
+    const onError = (e: Error): void => fail(dialError(`connect to ${u.hostHeader}: ${e.message}`, e));
     const onEarlyClose = (): void => fail(dialError(`${u.hostHeader} closed the connection during the upgrade`));
     let buf: Buffer = Buffer.alloc(0);
     const onHeadData = (chunk: Buffer): void => {
@@ -137,7 +138,7 @@ function dialUpgrade(u: ParsedUrl, opts: DialOptions): Promise<Dialed> {
       }
       done(buf.subarray(end + 4));
     };
-    sock.on('error', fail);
+    sock.on('error', onError);
     sock.on('close', onEarlyClose);
     sock.once(u.secure ? 'secureConnect' : 'connect', () => {
       const lines = [

@@ -54,9 +54,8 @@ interface PendingPing {
 type State = 'serverKey' | 'serverInfo' | 'open' | 'closed';
 
 export class DerpClient {
-  /** The server's public key (from ServerKey, or the fast-start key). */
-  serverKey!: NodePublic;
-  serverInfo: ServerInfo = { version: 0 };
+  #serverKey: NodePublic | null = null;
+  #serverInfo: ServerInfo = { version: 0 };
   readonly publicKey: NodePublic;
   /** Resolves once when the connection ends: null after close(), else the error that ended it. */
   readonly closed: Promise<Error | null>;
@@ -89,7 +88,7 @@ export class DerpClient {
     this.#clock = opts.clock ?? realClock;
     this.publicKey = publicFromPrivate(opts.privateKey);
     this.#state = fastStart ? 'serverInfo' : 'serverKey';
-    if (fastStart && opts.serverKey !== undefined) this.serverKey = opts.serverKey;
+    if (fastStart && opts.serverKey !== undefined) this.#serverKey = opts.serverKey;
     this.closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
     this.#reader = new FrameReader((type) => (this.#state === 'serverKey' && type === FrameType.ServerKey ? SERVER_KEY_MAX_LEN : CLIENT_MAX_FRAME_LEN));
   }
@@ -133,6 +132,17 @@ export class DerpClient {
       stream.onDrain(() => c.#onDrain());
       if (head.length > 0) c.#onData(Buffer.from(head));
     });
+  }
+
+  /** The server's public key (from ServerKey, or the fast-start key). */
+  get serverKey(): NodePublic {
+    if (this.#serverKey === null) throw new WiremeshError('derp_protocol', 'server key not known yet');
+    return this.#serverKey;
+  }
+
+  /** The ServerInfo the server sent (`{ version: 2 }` from current servers). */
+  get serverInfo(): ServerInfo {
+    return this.#serverInfo;
   }
 
   /** Local address of the underlying socket, if known. */
@@ -306,14 +316,14 @@ export class DerpClient {
       if (this.#opts.serverKey !== undefined && toHex(key) !== toHex(this.#opts.serverKey)) {
         throw new WiremeshError('server_key_mismatch', 'server key differs from the expected one');
       }
-      this.serverKey = key;
+      this.#serverKey = key;
       this.#state = 'serverInfo';
       this.#write(encodeClientInfo(this.#opts, key));
       return;
     }
     if (type === FrameType.ServerKey) return; // fast start: the server still sends it; skip.
     if (this.#state === 'serverInfo' && type === FrameType.ServerInfo) {
-      this.serverInfo = openServerInfo(this.#opts.privateKey, this.serverKey, payload);
+      this.#serverInfo = openServerInfo(this.#opts.privateKey, this.serverKey, payload);
       this.#tokens = this.serverInfo.tokenBucketBytesBurst ?? this.serverInfo.tokenBucketBytesPerSecond ?? 0;
       this.#tokensAt = this.#clock.now();
       this.#state = 'open';

@@ -57,7 +57,7 @@ export interface PortMapperOptions {
   /** Wait before retrying a failed renewal / remap (default RENEW_RETRY_MS). */
   retryMs?: number;
   logger?: Logger;
-  /** Called after every new grant, renewal that changed the mapping, and release (null). */
+  /** Called after every grant ("granted"), renewal ("renewed"), remap after a reboot ("remapped") and release (null). */
   onChange?: (m: Mapping | null, why: string) => void;
 }
 
@@ -319,7 +319,8 @@ export class PortMapper {
   }
 
   async #grantPmp(localPort: number, prev: Mapping | null, lifetime: number): Promise<Mapping> {
-    const externalIp = prev?.externalIp ?? (await this.#pmpExternal()).externalIp;
+    // Ask every time (2-byte exchange): after a router reboot the external address may have changed.
+    const externalIp = (await this.#pmpExternal()).externalIp;
     const req = { protocol: 'udp' as const, internalPort: localPort, externalPort: prev?.externalPort ?? 0, lifetime };
     const r = await this.#exchange(encodePmpMapRequest(req), (d) => {
       const p = parsePmpResponse(d);

@@ -5,8 +5,6 @@
 
 /** UDP port a NAT-PMP / PCP server listens on (RFC 6886 §3.1, RFC 6887 §19.1). */
 export const PMP_PCP_SERVER_PORT = 5351;
-/** UDP port a PCP client may receive unsolicited ANNOUNCEs on (RFC 6887 §19.1). */
-export const PCP_CLIENT_PORT = 5350;
 /** SSDP port and IPv4 multicast group (UPnP Device Architecture 1.1 §1.1.2). */
 export const SSDP_PORT = 1900;
 export const SSDP_MULTICAST_V4 = '239.255.255.250';
@@ -35,7 +33,6 @@ export const PmpResult = {
 } as const;
 
 /** NAT-PMP message sizes (RFC 6886 §3.2, §3.3). */
-export const PMP_EXTERNAL_ADDRESS_REQUEST_LEN = 2;
 export const PMP_EXTERNAL_ADDRESS_RESPONSE_LEN = 12;
 export const PMP_MAP_REQUEST_LEN = 12;
 export const PMP_MAP_RESPONSE_LEN = 16;
@@ -91,12 +88,8 @@ export const PROBE_REUSE_MS = 5000;
 export const MAP_REPLY_TIMEOUT_MS = 250;
 /** Retransmissions of a NAT-PMP / PCP request before giving up (RFC 6886 §3.1 retries; bounded here). */
 export const MAP_ATTEMPTS = 3;
-/** Overall budget for creating a mapping (spec §8.2: 5 s). */
-export const MAP_BUDGET_MS = 5000;
 /** HTTP timeout for the device description and each SOAP call (spec §8.4: 1 s description fetch). */
 export const UPNP_HTTP_TIMEOUT_MS = 2000;
-/** UPnP lease we ask for; 0 means permanent and is only used after error 725 / 402 (spec §8.4). */
-export const UPNP_LEASE_SECONDS = DEFAULT_LIFETIME_SECONDS;
 /** Mapping description shown in the router's UI. */
 export const UPNP_DESCRIPTION = 'wiremesh-portmap';
 /** How often the client checks a PMP/PCP epoch or a UPnP rule between renewals (reboot detection). */
@@ -129,8 +122,6 @@ export const UPNP_SERVICE_PREFERENCE: readonly string[] = [
   UpnpService.WANIPConnection1,
   UpnpService.WANPPPConnection1,
 ];
-export const IGD_DEVICE_1 = 'urn:schemas-upnp-org:device:InternetGatewayDevice:1';
-export const IGD_DEVICE_2 = 'urn:schemas-upnp-org:device:InternetGatewayDevice:2';
 
 /** UPnP SOAP error codes acted on (WANIPConnection:2 §2.4.16, spec §8.4). */
 export const UpnpError = {

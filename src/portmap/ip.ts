@@ -44,11 +44,3 @@ export function formatIp16(b: Uint8Array, offset: number): string {
   for (let i = 0; i < 16; i += 2) groups.push((((b[offset + i] ?? 0) << 8) | (b[offset + i + 1] ?? 0)).toString(16));
   return groups.join(':');
 }
-
-/** RFC 1918 / CGNAT / loopback / link-local / unspecified: not a usable public address. */
-export function isPrivateOrSpecialIPv4(address: string): boolean {
-  if (!isIPv4(address)) return true;
-  const [a = 0, b = 0] = address.split('.').map(Number);
-  return a === 0 || a === 10 || a === 127 || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168) ||
-    (a === 169 && b === 254) || (a === 100 && b >= 64 && b < 128);
-}

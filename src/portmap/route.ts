@@ -2,8 +2,6 @@
  * Default-gateway discovery, pure part (spec/nat-traversal.md §8: the gateway is the IPv4 default route's next hop,
  * and the local address is ours on that interface). Parses Linux /proc/net/route text; the adapter reads the file.
  */
-import { isPrivateOrSpecialIPv4 } from './ip.ts';
-
 export interface DefaultRoute {
   iface: string;
   gateway: string;
@@ -51,6 +49,3 @@ export function pickLocalAddress(addrs: readonly IfaceAddr[], gateway: string): 
   const same = v4.find((a) => ((toInt(a.address) ^ toInt(gateway)) & toInt(a.netmask)) === 0);
   return (same ?? v4[0])?.address ?? null;
 }
-
-/** Tailscale's "likely home router" test: a private-range gateway (spec §8); reported, not enforced. */
-export const looksLikeHomeRouter = (gateway: string): boolean => isPrivateOrSpecialIPv4(gateway);

@@ -57,6 +57,7 @@ export function natlabUnavailable(): string | null {
   if (goBinary('derper') === null) return 'needs the Go derper (scripts/install-lab-deps.sh)';
   if (which('turnserver') === null) return 'needs coturn (turnserver)';
   if (which('iptables') === null) return 'needs iptables';
+  if (which('ping') === null) return 'needs ping (iputils-ping: ICMP fallback and the double-NAT hop check)';
   return null;
 }
 

@@ -68,8 +68,8 @@ export function vlabNetcheckDeps(host: Host, opts: VlabDepsOptions = {}): Netche
     clock,
     wallNow: () => Date.UTC(2026, 10, 22) + clock.now(),
     random: (n) => Uint8Array.from({ length: n }, () => Math.floor(rnd() * 256)),
-    listenUdp: async (family: Family) => (family === 4 ? host.udp() : null),
-    osHasIPv6: false,
+    listenUdp: async (family: Family) => (family === 4 ? host.udp() : host.ip6 === null ? null : host.udp(0, 6)),
+    osHasIPv6: host.ip6 !== null,
     async httpsLatency(node, signal) {
       const t0 = clock.now();
       const req: VHttpRequest = { method: 'GET', path: '/derp/latency-check', headers: {} };

@@ -205,3 +205,28 @@ test('the vlab is deterministic: the same seed gives the same ports', async () =
   const b = await mappedVia(natConfig(Mapping.AddressAndPortDependent, Filtering.AddressAndPortDependent));
   assert.deepEqual(a, b);
 });
+
+test('IPv6 is routed, not translated, and the stateful firewall still drops unsolicited inbound', () => {
+  const net = new Network();
+  const peer = net.addHost('peer', '198.51.100.20', { ip6: '2001:db8:ff::20' });
+  const r = net.addRouter('r1', {
+    wanIp: '203.0.113.1', lanIp: '10.1.0.1', nat: natConfig(Mapping.AddressAndPortDependent, Filtering.AddressAndPortDependent),
+    firewall: { ...OPEN_FIREWALL, stateful: true }, ipv6: { wanIp: '2001:db8::1', lanIp: '2001:db8:1::1', lanPrefix: '2001:db8:1::' },
+  });
+  const inside = r.addHost('a1', '10.1.0.2', '2001:db8:1::2').udp(41641, 6);
+  const outside = peer.udp(41641, 6);
+  const rxIn = collect(inside);
+  const rxOut = collect(outside);
+  outside.send(enc.encode('unsolicited'), { address: '2001:db8:1::2', port: 41641 });
+  net.clock.advance(20);
+  assert.equal(rxIn.got.length, 0);
+  inside.send(enc.encode('out'), { address: '2001:db8:ff::20', port: 41641 });
+  net.clock.advance(20);
+  outside.send(enc.encode('reply'), { address: '2001:db8:1::2', port: 41641 });
+  net.clock.advance(20);
+  assert.deepEqual(rxOut.got, [{ data: 'out', from: '2001:db8:1::2:41641' }], 'source address and port unchanged');
+  assert.deepEqual(rxIn.got.map((g) => g.data), ['reply']);
+  assert.equal(r.nat!.mappings().length, 0, 'no NAT state for IPv6');
+  inside.send(enc.encode('x'), { address: '198.51.100.20', port: 1 });
+  assert.equal(net.stats.dropReasons.get('a1: address family mismatch'), 1);
+});

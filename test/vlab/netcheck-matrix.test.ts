@@ -30,6 +30,7 @@ const TABLE: Row[] = [
   { profile: 'hard', udp: true, varies: true, globalV4Ip: '203.0.113.1', preservedPort: null, captive: null, doubleNAT: false, verdict: 'hard-nat' },
   { profile: 'stateful-firewall', udp: true, varies: false, globalV4Ip: '192.0.2.2', preservedPort: true, captive: null, doubleNAT: false, verdict: 'direct' },
   { profile: 'double-nat', udp: true, varies: false, globalV4Ip: '203.0.113.1', preservedPort: true, captive: null, doubleNAT: true, verdict: 'direct' },
+  { profile: 'dual-stack', udp: true, varies: false, globalV4Ip: '203.0.113.1', preservedPort: true, captive: null, doubleNAT: false, verdict: 'direct' },
   { profile: 'udp-blocked', udp: false, varies: null, globalV4Ip: '', preservedPort: null, captive: false, doubleNAT: false, verdict: 'relay-only' },
   { profile: 'captive-portal', udp: false, varies: null, globalV4Ip: '', preservedPort: null, captive: true, doubleNAT: false, verdict: 'captive-portal' },
 ];
@@ -50,6 +51,16 @@ for (const row of TABLE) {
     assert.equal(report.preferredDERP, 1, 'the near region is home');
     assert.ok(report.regionLatencyMs.get(1)! < report.regionLatencyMs.get(2)!, 'near < far');
     assert.ok(durationMs <= 2000, `report took ${durationMs} ms of virtual time`);
+    if (row.profile === 'dual-stack') {
+      assert.equal(report.ipv6, true);
+      assert.equal(report.globalV6, '[2001:db8:1::2]:40001', 'IPv6 is not translated');
+      assert.deepEqual([...report.regionV6LatencyMs.keys()].sort(), [1, 2]);
+      assert.match(formatText(report, w.derpMap), /\t\* IPv6: yes, \[2001:db8:1::2\]:40001\n/);
+      assert.match(explain(report, w.derpMap).meaning.join(' '), /IPv6 works/);
+    } else {
+      assert.equal(report.ipv6, false);
+      assert.equal(report.globalV6, '');
+    }
     if (row.udp) {
       // Each segment crossed costs 1 ms each way, plus the server's 5 ms link: public 12, one NAT 14, double NAT 16.
       const segments = row.profile === 'public' ? 1 : row.profile === 'double-nat' ? 3 : 2;
@@ -83,4 +94,23 @@ test('vlab netcheck reports port mapping from the injected probe', async () => {
   const e = explain(report, w.derpMap);
   assert.equal(e.verdict, 'hard-nat');
   assert.deepEqual(e.tryThis, ['Nothing needs doing.']);
+});
+
+test('incremental reports on the vlab: home region kept until another is ≥10 ms and ≥33 % faster', async () => {
+  const w = buildWorld('easy');
+  const deps = vlabNetcheckDeps(w.client);
+  const first = await drive(w.net.clock, runNetcheck(w.derpMap, deps));
+  assert.equal(first.report.preferredDERP, 1);
+  const last = () => ({ regionLatencyMs: first.report.regionLatencyMs, preferredDERP: first.report.preferredDERP });
+  const near = w.net.internet.ifaces.get('203.0.113.10')!;
+  // Region 1 gets slower (RTT 28 ms) but region 2 (64 ms) is not better: keep home.
+  near.latencyMs = 12;
+  const second = await drive(w.net.clock, runNetcheck(w.derpMap, deps, { last: last() }));
+  assert.equal(second.report.regionLatencyMs.get(1), 28);
+  assert.equal(second.report.preferredDERP, 1);
+  // Region 1 now at 104 ms: region 2 (64 ms) is 40 ms and 38 % faster → switch.
+  near.latencyMs = 50;
+  const third = await drive(w.net.clock, runNetcheck(w.derpMap, deps, { last: { regionLatencyMs: second.report.regionLatencyMs, preferredDERP: 1 } }));
+  assert.equal(third.report.regionLatencyMs.get(1), 104);
+  assert.equal(third.report.preferredDERP, 2);
 });

@@ -72,11 +72,12 @@ export class Network {
     this.internet = new Segment('internet', opts.latencyMs ?? DEFAULT_SEGMENT_LATENCY_MS);
   }
 
-  /** A host with one address on `segment` (the internet by default). */
-  addHost(name: string, ip: string, opts: { segment?: Segment; latencyMs?: number } = {}): Host {
+  /** A host with an IPv4 address (and optionally an IPv6 one) on `segment` (the internet by default). */
+  addHost(name: string, ip: string, opts: { segment?: Segment; latencyMs?: number; ip6?: string } = {}): Host {
     const seg = opts.segment ?? this.internet;
-    const h = new Host(this, name, ip, seg);
+    const h = new Host(this, name, ip, seg, opts.ip6 ?? null);
     this.#attach(seg, ip, h, opts.latencyMs ?? 0);
+    if (opts.ip6 !== undefined) this.#attach(seg, opts.ip6, h, opts.latencyMs ?? 0);
     return h;
   }
 
@@ -89,6 +90,12 @@ export class Network {
     this.#attach(parent, opts.wanIp, r, 0);
     this.#attach(lan, opts.lanIp, r, 0);
     if (opts.nat === null && opts.lanPrefix !== undefined) parent.routes.push({ prefix: opts.lanPrefix, via: r });
+    // IPv6 is routed, never translated (firewall only), like real dual-stack home routers.
+    if (opts.ipv6 !== undefined) {
+      this.#attach(parent, opts.ipv6.wanIp, r, 0);
+      this.#attach(lan, opts.ipv6.lanIp, r, 0);
+      parent.routes.push({ prefix: opts.ipv6.lanPrefix, via: r });
+    }
     return r;
   }
 
@@ -135,16 +142,20 @@ export class Host implements Receiver {
   readonly network: Network;
   readonly name: string;
   readonly ip: string;
+  /** IPv6 address, or null for an IPv4-only host. */
+  readonly ip6: string | null;
   readonly segment: Segment;
-  readonly #udp = new Map<number, Set<PacketHandler>>();
+  /** UDP sockets by `4/<port>` or `6/<port>`. */
+  readonly #udp = new Map<string, Set<PacketHandler>>();
   readonly #tcp = new Map<number, StreamHandler>();
   readonly #pendingTcp = new Map<number, (data: Uint8Array) => void>();
   #nextPort = EPHEMERAL_PORT_BASE;
 
-  constructor(network: Network, name: string, ip: string, segment: Segment) {
+  constructor(network: Network, name: string, ip: string, segment: Segment, ip6: string | null = null) {
     this.network = network;
     this.name = name;
     this.ip = ip;
+    this.ip6 = ip6;
     this.segment = segment;
   }
 
@@ -153,26 +164,31 @@ export class Host implements Receiver {
     return this.#nextPort++;
   }
 
-  /** Binds a UDP socket (port 0 = next ephemeral port). */
-  udp(port = 0): PacketConn {
-    const p = port === 0 ? this.#ephemeral((x) => this.#udp.has(x)) : port;
-    if (this.#udp.has(p)) throw new Error(`vlab ${this.name}: udp port ${p} in use`);
+  /** Binds a UDP socket of the family (port 0 = next ephemeral port). Sends to the other family are dropped. */
+  udp(port = 0, family: 4 | 6 = 4): PacketConn {
+    const addr = family === 4 ? this.ip : this.ip6;
+    if (addr === null) throw new Error(`vlab ${this.name}: no IPv6 address`);
+    const p = port === 0 ? this.#ephemeral((x) => this.#udp.has(`${family}/${x}`)) : port;
+    const key = `${family}/${p}`;
+    if (this.#udp.has(key)) throw new Error(`vlab ${this.name}: udp port ${p} in use`);
     const handlers = new Set<PacketHandler>();
-    this.#udp.set(p, handlers);
+    this.#udp.set(key, handlers);
     let closed = false;
     return {
       send: (data, to) => {
-        if (!closed) this.send({ proto: 'udp', src: { address: this.ip, port: p }, dst: { ...to }, data, ttl: DEFAULT_TTL });
+        if (closed) return;
+        if (to.address.includes(':') !== (family === 6)) return this.network.drop(`${this.name}: address family mismatch`);
+        this.send({ proto: 'udp', src: { address: addr, port: p }, dst: { ...to }, data, ttl: DEFAULT_TTL });
       },
       onMessage: (h) => {
         handlers.add(h);
         return () => handlers.delete(h);
       },
-      localAddr: () => ({ address: this.ip, port: p }),
+      localAddr: () => ({ address: addr, port: p }),
       close: () => {
         if (closed) return;
         closed = true;
-        this.#udp.delete(p);
+        this.#udp.delete(key);
       },
     };
   }
@@ -195,7 +211,8 @@ export class Host implements Receiver {
         this.#pendingTcp.delete(port);
         resolve(d);
       });
-      this.send({ proto: 'tcp', src: { address: this.ip, port }, dst: { ...to }, data, ttl: DEFAULT_TTL });
+      const src = to.address.includes(':') && this.ip6 !== null ? this.ip6 : this.ip;
+      this.send({ proto: 'tcp', src: { address: src, port }, dst: { ...to }, data, ttl: DEFAULT_TTL });
     });
   }
 
@@ -205,7 +222,7 @@ export class Host implements Receiver {
 
   receive(pkt: Packet): void {
     if (pkt.proto === 'udp') {
-      const hs = this.#udp.get(pkt.dst.port);
+      const hs = this.#udp.get(`${pkt.dst.address.includes(':') ? 6 : 4}/${pkt.dst.port}`);
       if (hs === undefined || hs.size === 0) return this.network.drop(`${this.name}: no udp socket on ${pkt.dst.port}`);
       for (const h of hs) h(pkt.data, { ...pkt.src });
       return;
@@ -239,8 +256,8 @@ export interface RouterOptions {
   /** null = no NAT: the LAN is routed (then `lanPrefix` is required). */
   nat: NatConfig | null;
   firewall?: FirewallConfig;
-  /** Answer LAN HTTP (tcp/80) requests with a login page instead of forwarding them. */
-  captivePortal?: boolean;
+  /** Routed IPv6 (no NAT, same firewall): WAN and LAN addresses, and the LAN prefix as text (`2001:db8:1::`). */
+  ipv6?: { wanIp: string; lanIp: string; lanPrefix: string };
   lanLatencyMs?: number;
 }
 
@@ -256,6 +273,7 @@ export class Router implements Receiver {
   readonly lan: Segment;
   readonly nat: NatTable | null;
   readonly firewall: Firewall;
+  readonly ipv6: { wanIp: string; lanIp: string; lanPrefix: string } | null;
   captivePortal: PortalResponder | null = null;
 
   constructor(network: Network, name: string, opts: RouterOptions, parent: Segment, lan: Segment) {
@@ -267,17 +285,19 @@ export class Router implements Receiver {
     this.lan = lan;
     this.nat = opts.nat === null ? null : new NatTable(opts.nat, network.random);
     this.firewall = new Firewall(opts.firewall ?? OPEN_FIREWALL);
+    this.ipv6 = opts.ipv6 ?? null;
   }
 
-  /** Adds a host on this router's LAN. */
-  addHost(name: string, ip: string): Host {
-    return this.network.addHost(name, ip, { segment: this.lan });
+  /** Adds a host on this router's LAN (with an IPv6 address too when given). */
+  addHost(name: string, ip: string, ip6?: string): Host {
+    return this.network.addHost(name, ip, ip6 === undefined ? { segment: this.lan } : { segment: this.lan, ip6 });
   }
 
   receive(pkt: Packet, from: Segment): void {
     const now = this.network.clock.now();
     const drop = (why: string): void => this.network.drop(`${this.name}: ${why}`);
     if (--pkt.ttl <= 0) return drop('ttl expired');
+    if (pkt.dst.address.includes(':')) return this.#routeV6(pkt, from === this.lan, now);
     if (from === this.lan) {
       if (pkt.dst.address === this.lanIp) return drop('no service on router');
       if (this.captivePortal !== null && pkt.proto === 'tcp' && pkt.dst.port === 80) {
@@ -303,6 +323,20 @@ export class Router implements Receiver {
     }
     if (!this.firewall.inbound(pkt.proto, pkt.src, inside, now)) return drop('firewall dropped unsolicited inbound');
     this.network.transmit(this.lan, { ...pkt, dst: inside }, this);
+  }
+
+  /** IPv6: routed through the firewall, never translated. */
+  #routeV6(pkt: Packet, fromLan: boolean, now: number): void {
+    const drop = (why: string): void => this.network.drop(`${this.name}: ${why}`);
+    if (this.ipv6 === null) return drop('no IPv6');
+    if (pkt.dst.address === this.ipv6.lanIp || pkt.dst.address === this.ipv6.wanIp) return drop('no service on router');
+    if (fromLan) {
+      if (!this.firewall.outbound(pkt.proto, pkt.src, pkt.dst, now)) return drop(`firewall blocked outbound ${pkt.proto}`);
+      this.network.transmit(this.parent, pkt, this);
+    } else {
+      if (!this.firewall.inbound(pkt.proto, pkt.src, pkt.dst, now)) return drop('firewall dropped unsolicited inbound');
+      this.network.transmit(this.lan, pkt, this);
+    }
   }
 
   #hairpin(pkt: Packet, now: number): void {

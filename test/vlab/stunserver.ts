@@ -14,9 +14,9 @@ export interface VlabStunServer {
   close(): void;
 }
 
-/** Listens on `host:port` (3478 by default) and answers Binding requests. */
-export function startStunServer(host: Host, port = 3478): VlabStunServer {
-  const conn = host.udp(port);
+/** Listens on `host:port` (3478 by default) of the family and answers Binding requests. */
+export function startStunServer(host: Host, port = 3478, family: 4 | 6 = 4): VlabStunServer {
+  const conn = host.udp(port, family);
   let answered = 0;
   conn.onMessage((data, from) => {
     const req = parseRequest(data);

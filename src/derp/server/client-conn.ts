@@ -17,7 +17,7 @@ import { encodeServerKey } from '../frame.ts';
 import { unmapAddress } from '../../net/packet.ts';
 import {
   COPY_WHEN_BACKLOG_AT_LEAST, ENQUEUE_ATTEMPTS, HOME_MOVE_GRACE_MS, MAX_PENDING_PEER_GONE, MAX_PENDING_WATCHER_UPDATES,
-  MESH_WRITE_TIMEOUT_MS, NOT_HERE_BURST, NOT_HERE_PER_SECOND,
+  MESH_WRITE_TIMEOUT_MS, NOT_HERE_BURST, NOT_HERE_PER_SECOND, RECEIVE_LIMIT_FRAME_COST_CAP,
 } from './constants.ts';
 import { checkLiveHeader } from './frame-rules.ts';
 import { checkClientInfoHeader, isMeshPeer, openClientInfo, sealServerInfo, type OpenedClientInfo } from './handshake.ts';
@@ -29,8 +29,17 @@ import { TokenBucket } from './ratelimit.ts';
 import { StreamFrameReader, type FrameSink, type HeaderVerdict } from './reader.ts';
 import { BatchWriter } from './writer.ts';
 
+/** The per-client receive limit in force (§12); `gen` changes on every reconfiguration. */
+export interface ReceiveLimit {
+  readonly bytesPerSecond: number;
+  readonly burstBytes: number;
+  readonly gen: number;
+}
+
 /** What a connection needs from the server core (implemented in core.ts). */
 export interface ServerCore {
+  /** null = no per-client receive limit. */
+  readonly receiveLimit: ReceiveLimit | null;
   readonly clock: Clock;
   readonly counters: Counters;
   readonly privateKey: NodePrivate;
@@ -102,6 +111,11 @@ export class ClientConn implements FrameSink {
   #notHere: TokenBucket | null = null;
   #handshakeTimer: Timer | null = null;
   #keepAliveTimer: Timer | null = null;
+  /** Receive token bucket (§12): bytes available (negative = in debt), last refill, config generation. */
+  #recvTokens = 0;
+  #recvAt = 0;
+  #recvGen = -1;
+  #throttleTimer: Timer | null = null;
 
   constructor(core: ServerCore, id: number, stream: Duplex, info: ConnInfo, log: Logger) {
     this.#core = core;
@@ -159,11 +173,48 @@ export class ClientConn implements FrameSink {
 
   #pump(): void {
     if (this.#state !== 'handshake' && this.#state !== 'live') return;
+    if (this.#throttleTimer !== null) return;
     try {
       this.#reader.process(this);
     } catch (e) {
       this.close(e instanceof WiremeshError ? e : new WiremeshError('internal_error', String(e), { cause: e }));
+      return;
     }
+    this.#throttleIfInDebt();
+  }
+
+  /** Refills the receive bucket; returns the limit in force for this connection (null: none, or a mesh peer). */
+  #refill(): ReceiveLimit | null {
+    const lim = this.#core.receiveLimit;
+    if (lim === null || this.canMesh) {
+      this.#recvTokens = 0;
+      return null;
+    }
+    const now = this.#core.clock.now();
+    if (lim.gen !== this.#recvGen) {
+      this.#recvGen = lim.gen;
+      this.#recvTokens = lim.burstBytes;
+    } else {
+      this.#recvTokens = Math.min(lim.burstBytes, this.#recvTokens + ((now - this.#recvAt) * lim.bytesPerSecond) / 1000);
+    }
+    this.#recvAt = now;
+    return lim;
+  }
+
+  /** Over the receive budget: stop reading (TCP backpressure, never a drop) until the debt is paid back (§12). */
+  #throttleIfInDebt(): void {
+    if (this.#state !== 'live' || this.#recvTokens >= 0) return;
+    const lim = this.#refill();
+    if (lim === null || this.#recvTokens >= 0) return;
+    this.#core.counters.receiveThrottles++;
+    this.#stream.pause();
+    const waitMs = Math.max(1, Math.ceil((-this.#recvTokens * 1000) / lim.bytesPerSecond));
+    this.#throttleTimer = this.#core.clock.setTimeout(() => {
+      this.#throttleTimer = null;
+      if (this.#state !== 'live') return;
+      this.#stream.resume();
+      this.#pump();
+    }, waitMs);
   }
 
   onHeader(type: number, length: number): HeaderVerdict {
@@ -174,6 +225,7 @@ export class ClientConn implements FrameSink {
     const kc = this.keyConns;
     if (kc !== null && kc.size > 1) kc.noteActivity(this);
     const verdict = checkLiveHeader(type, length, this.canMesh);
+    if (this.#refill() !== null) this.#recvTokens -= Math.min(length, RECEIVE_LIMIT_FRAME_COST_CAP);
     if (verdict === 'unknown') {
       this.#core.counters.unknownFrames++;
       return 'skip';
@@ -212,7 +264,7 @@ export class ClientConn implements FrameSink {
       default:
         break;
     }
-    return this.#state === 'live';
+    return this.#state === 'live' && this.#recvTokens >= 0;
   }
 
   // ---- handshake ----
@@ -253,7 +305,10 @@ export class ClientConn implements FrameSink {
     if (this.canMesh) this.#writer.timeoutMs = MESH_WRITE_TIMEOUT_MS;
     core.register(this);
     // ServerInfo is written synchronously right after registering: nothing can be queued ahead of it (§6.5).
-    this.#writer.frame(FrameType.ServerInfo, 128, sealServerInfo(opened.shared, core.random(NONCE_LEN)));
+    // A per-client receive limit is announced so clients pace themselves (beyond Go, whose server never sends it).
+    const lim = this.#refill();
+    const bucket = lim === null ? undefined : { bytesPerSecond: lim.bytesPerSecond, burstBytes: lim.burstBytes };
+    this.#writer.frame(FrameType.ServerInfo, 192, sealServerInfo(opened.shared, core.random(NONCE_LEN), bucket));
     this.#writer.flush();
     const jitter = Math.floor((new DataView(core.random(4).buffer).getUint32(0) / 2 ** 32) * KEEPALIVE_JITTER_MS);
     this.#keepAliveTimer = core.clock.setInterval(() => {
@@ -406,6 +461,8 @@ export class ClientConn implements FrameSink {
     }
     this.#handshakeTimer?.cancel();
     this.#keepAliveTimer?.cancel();
+    this.#throttleTimer?.cancel();
+    this.#throttleTimer = null;
     this.#writer.close();
     for (const q of [this.#disco, this.#other]) {
       for (const p of q.clear()) core.counters.drop(DropReason.GoneDisconnected, q === this.#disco, p.payload.length);

@@ -53,3 +53,8 @@ export const SERVER_INFO_JSON = '{"version":2}';
  * message per flush of at most a few frames; 1 MiB is far above that and bounds what `ws` buffers per message.
  */
 export const WS_MAX_MESSAGE_BYTES = 1 << 20;
+/**
+ * Per-client receive limit (`--rate-config`, §12): one frame costs its payload length capped at this (a full
+ * SendPacket: 32-byte key + 64 KiB), and a configured burst is raised to at least this so any frame can pass.
+ */
+export const RECEIVE_LIMIT_FRAME_COST_CAP = MAX_SEND_PACKET_FRAME;

@@ -9,7 +9,7 @@ import type { Clock } from '../../time/clock.ts';
 import { keyId, shortKey, type NodePrivate, type NodePublic } from '../../types/key.ts';
 import { FrameType, KEY_LEN, PeerGoneReason } from '../constants.ts';
 import { encodeFrame, encodePeerPresent, looksLikeDisco } from '../frame.ts';
-import type { ClientConn, ServerCore } from './client-conn.ts';
+import type { ClientConn, ReceiveLimit, ServerCore } from './client-conn.ts';
 import { KeyConns } from './dup.ts';
 import { Counters, DropReason, snapshot, type DerpMetrics } from './metrics.ts';
 
@@ -47,6 +47,8 @@ export class Core implements ServerCore {
   readonly handshakeTimeoutMs: number;
   readonly random: (n: number) => Uint8Array;
   verifyClient: ((req: { key: NodePublic; remoteAddress: string }) => Promise<boolean>) | undefined;
+  /** Per-client receive limit (§12), set through DerpServer.setReceiveRateLimit. */
+  receiveLimit: ReceiveLimit | null = null;
 
   /** Every accepted connection, handshaking or live. */
   readonly all = new Set<ClientConn>();

@@ -107,7 +107,19 @@ export function isMeshPeer(presented: Uint8Array | null, serverMeshKey: Uint8Arr
   return constantTimeEqual(presented, serverMeshKey);
 }
 
-/** The ServerInfo payload: nonce(24) ∥ box(`{"version":2}`) sealed to the client. */
-export function sealServerInfo(shared: Uint8Array, nonce: Uint8Array): Uint8Array {
-  return sealBox(shared, new TextEncoder().encode(SERVER_INFO_JSON), nonce);
+/** What ServerInfo announces of the per-client receive limit (§5, §12): Go clients then pace themselves. */
+export interface TokenBucketAnnouncement {
+  bytesPerSecond: number;
+  burstBytes: number;
+}
+
+/**
+ * The ServerInfo payload: nonce(24) ∥ box(`{"version":2}`) sealed to the client. With a token bucket the JSON also
+ * carries `TokenBucketBytesPerSecond`/`TokenBucketBytesBurst` (Go's struct fields; the Go server never sets them).
+ */
+export function sealServerInfo(shared: Uint8Array, nonce: Uint8Array, bucket?: TokenBucketAnnouncement): Uint8Array {
+  const json = bucket === undefined
+    ? SERVER_INFO_JSON
+    : `${SERVER_INFO_JSON.slice(0, -1)},"TokenBucketBytesPerSecond":${Math.floor(bucket.bytesPerSecond)},"TokenBucketBytesBurst":${Math.floor(bucket.burstBytes)}}`;
+  return sealBox(shared, new TextEncoder().encode(json), nonce);
 }

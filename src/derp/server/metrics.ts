@@ -48,6 +48,8 @@ export interface DerpMetrics {
   multiforwarder_created: number;
   multiforwarder_deleted: number;
   sclient_write_timeouts: number;
+  /** Times a client's reads were paused by the `--rate-config` receive limit (ours; Go exports limiter waits). */
+  counter_rate_limit_per_client_throttles: number;
   /** Connections closed for bad input or a failed handshake, by WiremeshError code (ours, not derper's). */
   closes_by_code: Record<string, number>;
   packets_dropped: DropCounts;
@@ -83,6 +85,7 @@ export class Counters {
   multiforwarderCreated = 0;
   multiforwarderDeleted = 0;
   writeTimeouts = 0;
+  receiveThrottles = 0;
   websocketAccepts = 0;
   readonly closesByCode: Record<string, number> = {};
   readonly packetsDropped: DropCounts = emptyDrops();
@@ -147,6 +150,7 @@ export function snapshot(c: Counters, g: Gauges): DerpMetrics {
     multiforwarder_created: c.multiforwarderCreated,
     multiforwarder_deleted: c.multiforwarderDeleted,
     sclient_write_timeouts: c.writeTimeouts,
+    counter_rate_limit_per_client_throttles: c.receiveThrottles,
     closes_by_code: { ...c.closesByCode },
     packets_dropped: copyDrops(c.packetsDropped),
     bytes_dropped: copyDrops(c.bytesDropped),

@@ -11,7 +11,7 @@ import { realClock, type Clock } from '../../time/clock.ts';
 import { KEY_LEN } from '../constants.ts';
 import { publicFromPrivate, type NodePrivate, type NodePublic } from '../../types/key.ts';
 import { ClientConn } from './client-conn.ts';
-import { DEFAULT_QUEUE_DEPTH, DEFAULT_WRITE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS } from './constants.ts';
+import { DEFAULT_QUEUE_DEPTH, DEFAULT_WRITE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, RECEIVE_LIMIT_FRAME_COST_CAP } from './constants.ts';
 import { Core, type PacketForwarder } from './core.ts';
 import type { DerpMetrics } from './metrics.ts';
 
@@ -53,6 +53,7 @@ export class DerpServer {
   readonly #core: Core;
   readonly #log: Logger;
   #nextId = 1;
+  #rateGen = 0;
   #closed = false;
 
   constructor(opts: DerpServerOptions) {
@@ -96,6 +97,22 @@ export class DerpServer {
   /** Counters and gauges named as derper's expvar set `derp` (§16.4), plus drop counters by reason/kind. */
   metrics(): DerpMetrics {
     return this.#core.metrics();
+  }
+
+  /**
+   * Sets (or with null / a zero rate, clears) the per-client receive limit of `--rate-config` (§12): each frame
+   * from a non-mesh client costs its length (capped at 65568); over budget the server stops reading until the
+   * bucket refills. The burst is raised to at least 65568. Applies to live connections at their next frame and
+   * is announced in ServerInfo to new ones.
+   */
+  setReceiveRateLimit(limit: { bytesPerSecond: number; burstBytes: number } | null): void {
+    const gen = ++this.#rateGen;
+    if (limit === null || !(limit.bytesPerSecond > 0)) {
+      this.#core.receiveLimit = null;
+      return;
+    }
+    const burstBytes = Math.max(RECEIVE_LIMIT_FRAME_COST_CAP, Number.isFinite(limit.burstBytes) ? limit.burstBytes : 0);
+    this.#core.receiveLimit = { bytesPerSecond: limit.bytesPerSecond, burstBytes, gen };
   }
 
   /** Registers a mesh forwarder for a key that is connected to a peer server (§11.4 uses it). */

@@ -8,7 +8,7 @@ import {
   PortmapErrorCode, UPNP_DESCRIPTION, UPNP_HTTP_TIMEOUT_MS, UPNP_MAX_DESCRIPTION_LEN, UPNP_MAX_SOAP_RESPONSE_LEN,
   UpnpError, UpnpService,
 } from '../constants.ts';
-import { isIPv4, isPrivateOrSpecialIPv4 } from '../ip.ts';
+import { isIPv4 } from '../ip.ts';
 import { parseDeviceDescription, type IgdService } from './description.ts';
 import {
   UpnpSoapError, addPortMappingArgs, encodeSoapRequest, parseSoapResponse, portMappingKeyArgs, type SoapArgs,
@@ -128,6 +128,3 @@ export class IgdClient {
     }
   }
 }
-
-/** True when an external IP from the IGD is a public address (used only for reporting). */
-export const isPublicIPv4 = (ip: string): boolean => !isPrivateOrSpecialIPv4(ip);

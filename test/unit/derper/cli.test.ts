@@ -25,8 +25,8 @@ function startCli(args: string[]): Promise<{ child: ChildProcess; line: string }
   });
 }
 
-function exitOf(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+function exitOf(child: ChildProcess): Promise<number | string | null> {
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
 }
 
 test('derper CLI: Go-style flags, listening line, routes, SIGTERM exits 0', async (t) => {

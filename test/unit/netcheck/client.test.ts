@@ -68,3 +68,45 @@ test('runNetcheck over real loopback sockets: two STUN servers, UDP true, mappin
   assert.equal(report.upnp, null, 'no port-map probe injected: not checked');
   assert.ok(durationMs < 1000, `loopback report took ${durationMs} ms`);
 });
+
+test('runNetcheck dual stack on loopback: IPv6 STUN fills IPv6, GlobalV6 and RegionV6Latency', async (t) => {
+  let v6: Awaited<ReturnType<typeof listenUdp>>;
+  try {
+    v6 = await listenUdp({ host: '::1', port: 0, family: 6 });
+  } catch {
+    t.skip('no IPv6 loopback here');
+    return;
+  }
+  const v4 = await listenUdp({ host: '127.0.0.1', port: 0 });
+  const v4b = await listenUdp({ host: '127.0.0.2', port: 0 });
+  const all = [v4, v4b, v6];
+  for (const c of all) {
+    c.onMessage((data, from) => {
+      const req = parseRequest(data);
+      if (req !== null) c.send(buildResponse(req.txid, from), from);
+    });
+  }
+  t.after(() => all.forEach((c) => c.close()));
+  const node = (name: string, region: number, ipv4: string, ipv6: string, port: number): DerpMap['Regions'][string]['Nodes'][number] =>
+    ({ Name: name, RegionID: region, HostName: `${name}.invalid`, IPv4: ipv4, IPv6: ipv6, STUNPort: port });
+  // Two IPv4 regions (so mapping variance is judged) and one IPv6-only region.
+  const dm: DerpMap = {
+    Regions: {
+      '1': { RegionID: 1, RegionCode: 'one', RegionName: 'One', Nodes: [node('1a', 1, '127.0.0.1', 'none', v4.localAddr().port)] },
+      '2': { RegionID: 2, RegionCode: 'two', RegionName: 'Two', Nodes: [node('2a', 2, '127.0.0.2', 'none', v4b.localAddr().port)] },
+      '3': { RegionID: 3, RegionCode: 'six', RegionName: 'Six', Nodes: [node('3a', 3, 'none', '::1', v6.localAddr().port)] },
+    },
+  };
+  const deps = realNetcheckDeps();
+  delete deps.hopProbe;
+  delete deps.captivePortal;
+  delete deps.resolve;
+  const { report } = await runNetcheck(dm, deps);
+  assert.equal(report.ipv6, true);
+  assert.equal(report.osHasIPv6, true);
+  assert.equal(report.ipv6CanSend, true);
+  assert.match(report.globalV6, /^\[::1\]:\d+$/);
+  assert.deepEqual([...report.regionV6LatencyMs.keys()], [3]);
+  assert.deepEqual([...report.regionV4LatencyMs.keys()].sort(), [1, 2]);
+  assert.equal(report.mappingVariesByDestIP, false, 'IPv6 answers do not count toward mapping variance');
+});

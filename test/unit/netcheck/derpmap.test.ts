@@ -2,6 +2,7 @@
 // and never throws anything else on arbitrary input (fast-check).
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -86,4 +87,21 @@ test('loadDerpMap reads a file path or file:// URL; a missing file is netcheck_d
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('loadDerpMap fetches an http(s) URL; a non-2xx answer is netcheck_derp_map_fetch', async (t) => {
+  const server = http.createServer((req, res) => {
+    if (req.url === '/derpmap/default') {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(TAILSCALE_LIKE);
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  assert.equal((await loadDerpMap(`http://127.0.0.1:${port}/derpmap/default`)).Regions['1']!.RegionName, 'New York City');
+  await assert.rejects(loadDerpMap(`http://127.0.0.1:${port}/nope`), (e) => hasCode(e, NetcheckErrorCode.DerpMapFetch));
 });
