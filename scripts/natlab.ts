@@ -7,7 +7,7 @@
  *
  * `run` substitutes `{derpmap}` in CMD with the lab's DERP map path, e.g.
  *   scripts/natlab.ts run hard -- node_modules/.bin/node bin/wiremesh.js netcheck --derp-map {derpmap} --explain
- * Profiles: easy, hard, udp-blocked, stateful-firewall, double-nat, captive-portal.
+ * Profiles: easy, hard, udp-blocked, stateful-firewall, double-nat, captive-portal. `--ipv6` adds routed IPv6.
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
@@ -17,7 +17,7 @@ import { run } from '../test/support/netns.ts';
 import { LAB_PROFILES, natlabUnavailable, natlabUp, type LabProfile } from '../test/lab/natlab.ts';
 
 function usage(): number {
-  process.stderr.write(`usage: natlab.ts up <profile> | run <profile> -- CMD... | down <prefix>\nprofiles: ${LAB_PROFILES.join(', ')}\n`);
+  process.stderr.write(`usage: natlab.ts up <profile>[,…] [--ipv6] | run <profile>[,…] [--ipv6] -- CMD... | down <prefix>\nprofiles: ${LAB_PROFILES.join(', ')}\n`);
   return 2;
 }
 
@@ -54,7 +54,9 @@ function down(prefix: string): number {
   return 0;
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(args: string[]): Promise<number> {
+  const ipv6 = args.indexOf('--ipv6');
+  const argv = ipv6 >= 0 && (args.indexOf('--') < 0 || ipv6 < args.indexOf('--')) ? args.filter((_, i) => i !== ipv6) : args;
   const [cmd, arg, ...rest] = argv;
   if (cmd === 'down' && arg !== undefined) return down(arg);
   const profile = profileArg(arg);
@@ -64,9 +66,9 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`natlab: ${why}\n`);
     return 1;
   }
-  const lab = await natlabUp(profile);
+  const lab = await natlabUp(profile, { ipv6: ipv6 >= 0 && argv !== args });
   try {
-    const sites = lab.sites.map((s, i) => `  site ${i + 1} (${s.profile}): host ${s.hostNs} (${s.hostIp}), routers ${s.routers.join(', ')}\n`).join('');
+    const sites = lab.sites.map((s, i) => `  site ${i + 1} (${s.profile}): host ${s.hostNs} (${s.hostIp}${s.hostIp6 === null ? '' : `, ${s.hostIp6}`}), routers ${s.routers.join(', ')}\n`).join('');
     process.stdout.write(
       `natlab ${profile.join(',')} up (prefix ${lab.lab.prefix})\n${sites}` +
         `  internet: ${lab.inetNs}\n  STUN:    ${lab.stunServers.join(', ')}\n  DERP map: ${lab.derpMapPath}\n`,

@@ -16,12 +16,18 @@ import { emptyDebugPolicy, parseTrustedCidrs, type DebugAccessPolicy } from '../
 import * as C from '../derper/constants.ts';
 import { startDerper, type DerperConfig } from '../derper/derper.ts';
 import { normalizeGoFlags, parseGoDuration, parseListenAddr, type FlagNames } from '../derper/flags.ts';
+import { flagsFromEnv, logEnvFlags } from '../derper/env.ts';
+import { LETSENCRYPT_DIRECTORY_URL, SHUTDOWN_TIMEOUT_MS } from '../derper/ops-constants.ts';
+import { closeWithin } from '../derper/shutdown.ts';
+import { DEFAULT_ACCEPT_BURST, DEFAULT_MAX_CONNS_PER_IP } from '../derper/limit-constants.ts';
+import { parseAcceptLimitFlags, type AcceptLimits } from '../derper/limits.ts';
+import { meshTransportFromEnv, parseMeshWith, type MeshPeerSpec } from '../derper/mesh.ts';
 import { defaultMeshPskFile, loadOrCreateKeyFile, parseMeshKey, readMeshKeyFile } from '../derper/keyfile.ts';
 
 const VERSION = '0.1.0';
 
 /** Boolean flags we implement, with their defaults. */
-const BOOLS: Record<string, boolean> = { dev: false, stun: true, derp: true, 'verify-client-url-fail-open': true, version: false };
+const BOOLS: Record<string, boolean> = { dev: false, stun: true, derp: true, 'verify-client-url-fail-open': false, version: false, verbose: false };
 /** Value flags we implement, with their defaults ('' = unset). */
 const VALUES: Record<string, string> = {
   addr: C.DEFAULT_ADDR,
@@ -37,21 +43,27 @@ const VALUES: Record<string, string> = {
   'verify-client-url': '',
   'tcp-write-timeout': '2s',
   'tcp-keepalive-time': '10m',
+  // mesh and connection limits (src/derper/mesh.ts, limits.ts; docs/derper.md)
+  'mesh-with': '',
+  'rate-config': '',
+  'accept-connection-limit': '+Inf',
+  'accept-connection-burst': String(DEFAULT_ACCEPT_BURST),
+  'max-conns-per-ip': String(DEFAULT_MAX_CONNS_PER_IP),
+  // wiremesh additions (docs/DEPLOY.md): ACME server, log format
+  'acme-directory-url': LETSENCRYPT_DIRECTORY_URL,
+  'acme-ca-file': '',
+  'acme-email': '',
+  'log-format': 'text',
 };
 /** Go derper flags for features that land later: refused when given. */
 const UNSUPPORTED_BOOLS = ['verify-clients', 'acme-ip-certs', 'ace'] as const;
 const UNSUPPORTED_VALUES = [
-  'mesh-with',
   'unpublished-bootstrap-dns-names',
-  'rate-config',
-  'accept-connection-limit',
-  'accept-connection-burst',
   'secrets-url',
   'secrets-path-prefix',
   'secrets-cache-dir',
   'acme-eab-kid',
   'acme-eab-key',
-  'acme-email',
   'socket',
   'tcp-user-timeout',
 ] as const;
@@ -84,6 +96,14 @@ export interface DerperFlags {
   verifyClientUrl: string;
   tcpWriteTimeoutMs: number;
   tcpKeepAliveMs: number;
+  meshWith: MeshPeerSpec[];
+  rateConfig: string;
+  acceptLimits: AcceptLimits;
+  verbose: boolean;
+  logFormat: 'text' | 'json';
+  acmeDirectoryUrl: string;
+  acmeCaFile: string;
+  acmeEmail: string;
 }
 
 const usageError = (msg: string): WiremeshError => new WiremeshError('derper_usage', msg);
@@ -160,7 +180,20 @@ export function parseDerperFlags(argv: readonly string[]): DerperFlags {
     verifyClientUrl: s('verify-client-url'),
     tcpWriteTimeoutMs: dur('tcp-write-timeout'),
     tcpKeepAliveMs: dur('tcp-keepalive-time'),
+    meshWith: parseMeshWith(s('mesh-with')),
+    rateConfig: s('rate-config'),
+    acceptLimits: parseAcceptLimitFlags(s('accept-connection-limit'), s('accept-connection-burst'), s('max-conns-per-ip')),
+    verbose: b('verbose'),
+    logFormat: logFormat(s('log-format')),
+    acmeDirectoryUrl: s('acme-directory-url'),
+    acmeCaFile: s('acme-ca-file'),
+    acmeEmail: s('acme-email'),
   };
+}
+
+function logFormat(v: string): 'text' | 'json' {
+  if (v !== 'text' && v !== 'json') throw usageError(`--log-format: want "text" or "json", got ${JSON.stringify(v)}`);
+  return v;
 }
 
 /** The default `--certdir`: `$XDG_CACHE_HOME` or `~/.cache`, then `tailscale/derper-certs` (Go's os.UserCacheDir). */
@@ -191,8 +224,8 @@ function debugPolicyFromEnv(env: NodeJS.ProcessEnv, logger: Logger): DebugAccess
 export async function configFromFlags(f: DerperFlags, env: NodeJS.ProcessEnv, logger: Logger): Promise<DerperConfig> {
   const listen = f.dev ? { host: C.DEV_HOST, port: C.DEV_PORT, isHttps: false } : parseListenAddr(f.addr);
   const serveTls = listen.isHttps || f.certmode === 'manual';
-  if (serveTls && f.certmode !== 'manual') {
-    if (f.certmode === 'letsencrypt' || f.certmode === 'gcp') throw usageError(`--certmode ${f.certmode} is not supported yet by wiremesh derper; use --certmode manual`);
+  if (serveTls && f.certmode !== 'manual' && f.certmode !== 'letsencrypt') {
+    if (f.certmode === 'gcp') throw usageError(`--certmode ${f.certmode} is not supported yet by wiremesh derper; use --certmode manual`);
     throw usageError(`unsupported --certmode ${JSON.stringify(f.certmode)}`);
   }
   let privateKey: NodePrivate;
@@ -219,6 +252,7 @@ export async function configFromFlags(f: DerperFlags, env: NodeJS.ProcessEnv, lo
     host: listen.host,
     port: listen.port,
     tls: serveTls ? { hostname: f.hostname, certDir: f.certdir !== '' ? f.certdir : defaultCertDir(env) } : null,
+    acme: serveTls && f.certmode === 'letsencrypt' ? { directoryUrl: f.acmeDirectoryUrl, caFile: f.acmeCaFile === '' ? null : f.acmeCaFile, email: f.acmeEmail === '' ? null : f.acmeEmail } : null,
     httpPort: f.httpPort,
     stunPort: f.stun ? f.stunPort : null,
     derp: f.derp,
@@ -231,6 +265,10 @@ export async function configFromFlags(f: DerperFlags, env: NodeJS.ProcessEnv, lo
     verifyClientUrlFailOpen: f.verifyClientUrlFailOpen,
     tcpWriteTimeoutMs: f.tcpWriteTimeoutMs,
     tcpKeepAliveMs: f.tcpKeepAliveMs,
+    meshWith: f.meshWith,
+    ...meshTransportFromEnv(env),
+    acceptLimits: f.acceptLimits,
+    rateConfigPath: f.rateConfig,
     debugPolicy: debugPolicyFromEnv(env, logger),
     logger,
   };
@@ -239,7 +277,7 @@ export async function configFromFlags(f: DerperFlags, env: NodeJS.ProcessEnv, lo
 export async function run(argv: string[]): Promise<number> {
   let flags: DerperFlags;
   try {
-    flags = parseDerperFlags(argv);
+    flags = parseDerperFlags([...flagsFromEnv(process.env, FLAG_NAMES).args, ...argv]); // env first: argv wins
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // help/version output or usage, already printed
     process.stderr.write(`wiremesh derper: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -249,7 +287,14 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`wiremesh derper ${VERSION}\n`);
     return 0;
   }
-  const logger = createLogger({ level: process.env.DERP_DEBUG_LOGS === 'true' || process.env.DERP_DEBUG_LOGS === '1' ? 'debug' : 'info' });
+  const debugEnv = process.env.DERP_DEBUG_LOGS === 'true' || process.env.DERP_DEBUG_LOGS === '1';
+  const logger = createLogger({ level: flags.verbose || debugEnv ? 'debug' : 'info', json: flags.logFormat === 'json' });
+  logEnvFlags(process.env, FLAG_NAMES, logger);
+  // Handlers go in before anything listens, so a signal right after the listening line is never lost.
+  const signal = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
   let running;
   try {
     const cfg = await configFromFlags(flags, process.env, logger);
@@ -260,11 +305,13 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   process.stdout.write(running.listeningLine() + '\n');
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  logger.info('shutting down', { signal });
-  await running.close();
+  if (flags.rateConfig !== '') {
+    const r = running;
+    process.on('SIGHUP', () => {
+      r.reloadRateConfig().catch((e: unknown) => logger.warn('rate config reload failed; keeping the old limit', { err: e instanceof Error ? e.message : String(e) }));
+    });
+  }
+  logger.info('shutting down', { signal: await signal });
+  if (!(await closeWithin(running, SHUTDOWN_TIMEOUT_MS))) logger.warn('graceful shutdown timed out', { timeoutMs: SHUTDOWN_TIMEOUT_MS });
   return 0;
 }

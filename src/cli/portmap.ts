@@ -87,10 +87,11 @@ function build(setStatus: (n: number) => void): Command {
     .option('--protocol <list>', 'protocols allowed, in preference order (default pcp,pmp,upnp)')
     .option('--lifetime <seconds>', 'requested lifetime', '7200')
     .option('--hold', 'keep renewing, release on SIGINT/SIGTERM')
-    .action(async (o: Common & { port: string; protocol?: string; lifetime: string; hold?: boolean }) => {
+    .option('--timeout <ms>', 'probe budget in milliseconds', '250')
+    .action(async (o: Common & { port: string; protocol?: string; lifetime: string; hold?: boolean; timeout: string }) => {
       const protocols = parseProtocols(o.protocol);
       const { mapper, close, conn } = await openPortMapper({
-        ...gatewayOpt(o), lifetimeSeconds: Number(o.lifetime),
+        ...gatewayOpt(o), lifetimeSeconds: Number(o.lifetime), probeTimeoutMs: Number(o.timeout),
         ...(protocols === undefined ? {} : { protocols }),
         ...(o.verbose ? { logger: createLogger({ level: 'debug' }) } : {}),
         onChange: (m, why) => {
@@ -120,13 +121,14 @@ function build(setStatus: (n: number) => void): Command {
     .addOption(new Option('--protocol <protocol>', 'protocol that made it').choices([...PROTOCOLS]).makeOptionMandatory())
     .option('--external-port <port>', 'external port (PCP, UPnP; default: same as --port)')
     .option('--nonce <hex>', 'PCP nonce printed by `portmap map`')
-    .action(async (o: Common & { port: string; protocol: PortmapProtocol; externalPort?: string; nonce?: string }) => {
+    .option('--timeout <ms>', 'probe budget in milliseconds (UPnP)', '250')
+    .action(async (o: Common & { port: string; protocol: PortmapProtocol; externalPort?: string; nonce?: string; timeout: string }) => {
       const internalPort = parsePort(o.port, '--port');
       const externalPort = o.externalPort === undefined ? internalPort : parsePort(o.externalPort, '--external-port');
       if (o.protocol === 'pcp' && (o.nonce === undefined || !/^[0-9a-fA-F]{24}$/.test(o.nonce))) {
         throw new WiremeshError('CLI_USAGE', 'PCP unmap needs --nonce (24 hex digits) from the map that created it');
       }
-      const { mapper, close } = await openPortMapper({ ...gatewayOpt(o), protocols: [o.protocol] });
+      const { mapper, close } = await openPortMapper({ ...gatewayOpt(o), protocols: [o.protocol], probeTimeoutMs: Number(o.timeout) });
       try {
         const m: Mapping = {
           protocol: o.protocol, gateway: '', internalAddress: '', internalPort, externalIp: '', externalPort,

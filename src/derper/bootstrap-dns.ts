@@ -1,7 +1,7 @@
 /**
  * `/bootstrap-dns` (spec/derp.md §16.3): with `--bootstrap-dns-names`, each name is resolved with node:dns every
  * 10 minutes and served as a tab-indented JSON object name → [IP strings] (order shuffled per refresh); without
- * names nothing is ever resolved and the body is `{}`. Lookups go through an injectable function for tests.
+ * names nothing is ever resolved and the body is empty, as Go's. Lookups go through an injectable function for tests.
  */
 import { lookup } from 'node:dns/promises';
 import type { Clock, Timer } from '../time/clock.ts';
@@ -24,7 +24,8 @@ export class BootstrapDns {
   readonly #names: readonly string[];
   readonly #resolve: Resolve;
   readonly #logger: Logger;
-  #json = '{}';
+  /** Empty until a refresh succeeds: Go's derper serves a zero-byte body when no names are configured. */
+  #json = '';
   #timer: Timer | null = null;
   requests = 0;
 

@@ -2,7 +2,8 @@
  * Wiring of the derper command (spec/derp.md §16): the DERP engine behind the HTTP routes on the main listener
  * (plain HTTP, or TLS in manual cert mode with the meta cert appended), the optional port-80 listener of TLS
  * mode, the STUN server, `/bootstrap-dns` and admission. `startDerper` resolves once everything listens and
- * returns the actual ports, so tests can run a whole derper in-process on port 0.
+ * returns the actual ports, so tests can run a whole derper in-process on port 0. The mesh client (mesh.ts) and the
+ * accept limits / rate config (limits.ts) are wired here.
  */
 import { readdirSync } from 'node:fs';
 import http from 'node:http';
@@ -20,10 +21,15 @@ import { emptyDebugPolicy, type DebugAccessPolicy } from './access.ts';
 import { urlVerifier } from './admission.ts';
 import { BootstrapDns, type Resolve } from './bootstrap-dns.ts';
 import { HTTP_IDLE_TIMEOUT_MS, HTTP_MAX_HEADER_SIZE, HTTP_MAX_HEADERS_COUNT, HTTP_READ_TIMEOUT_MS } from './constants.ts';
+import { openCertSource, type AcmeSettings } from './cert-source.ts';
+import { createProfileRoutes } from './profile.ts';
 import { createPort80Router, createRouter, splitTarget } from './routes.ts';
-import { loadManualCert, sniAllowed, tlsServerOptions } from './tls.ts';
+import { sniAllowed, tlsServerOptions } from './tls.ts';
 import { renderPrometheus } from './varz.ts';
 import { generateMetaCert } from './x509.ts';
+import { Mesh, type MeshPeerSpec } from './mesh.ts';
+import { AcceptLimiter, guardListener, readRateConfigFile, type AcceptLimits } from './limits.ts';
+import { WiremeshError } from '../errors.ts';
 
 export interface DerperConfig {
   /** Listen host ('' = all interfaces) and port (0 = ephemeral). */
@@ -49,10 +55,24 @@ export interface DerperConfig {
   /** TCP keepalive period on accepted sockets; 0 = off. */
   tcpKeepAliveMs: number;
   debugPolicy?: DebugAccessPolicy;
+  /** `--certmode letsencrypt` with TLS: ACME settings (src/derper/acme.ts); null/absent = manual cert mode. */
+  acme?: AcmeSettings | null;
+  /** Manual mode: reload the cert files when they change (default true). */
+  certReload?: boolean;
   logger?: Logger;
   clock?: Clock;
   /** Test seam for `/bootstrap-dns` lookups. */
   resolve?: Resolve;
+  /** `--mesh-with` peers (needs meshKey), see mesh.ts. */
+  meshWith?: readonly MeshPeerSpec[];
+  /** TS_DEBUG_USE_DERP_HTTP=1: the mesh dials plain HTTP. */
+  meshPlainHttp?: boolean;
+  /** Extra trust for mesh TLS dials (labs). */
+  meshTls?: { ca?: string | Buffer; insecure?: boolean };
+  /** Accept rate/burst and per-IP cap on the main listener (limits.ts); absent = none. */
+  acceptLimits?: AcceptLimits;
+  /** `--rate-config` file ('' or absent = none); re-read by reloadRateConfig(). */
+  rateConfigPath?: string;
 }
 
 export interface RunningDerper {
@@ -70,6 +90,10 @@ export interface RunningDerper {
   derpNodeJson: string | null;
   /** The line the CLI prints: `derper: listening http=HOST:PORT stun=PORT` (or `https=… port80=…`). */
   listeningLine(): string;
+  /** Re-reads `--rate-config` (SIGHUP); a bad file keeps the old limit and rejects. */
+  reloadRateConfig(): Promise<void>;
+  /** The mesh client, or null without `--mesh-with`. */
+  mesh: Mesh | null;
   close(): Promise<void>;
 }
 
@@ -107,7 +131,8 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
   const publicKey = publicFromPrivate(cfg.privateKey);
   const debugPolicy = cfg.debugPolicy ?? emptyDebugPolicy();
 
-  const cert = cfg.tls === null ? null : await loadManualCert({ certDir: cfg.tls.certDir, hostname: cfg.tls.hostname, nowMs: Date.now(), logger });
+  const certSource = cfg.tls === null ? null : await openCertSource({ ...cfg.tls, acme: cfg.acme ?? null, reload: cfg.certReload ?? true, port80: cfg.httpPort >= 0 }, { clock, logger });
+  const cert = certSource?.initial ?? null;
   const meta = cert === null ? null : generateMetaCert(publicKey, Date.now());
 
   const engine = new DerpServer({
@@ -118,6 +143,16 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
     writeTimeoutMs: cfg.tcpWriteTimeoutMs,
     ...(cfg.verifyClientUrl === '' ? {} : { verifyClient: urlVerifier({ url: cfg.verifyClientUrl, failOpen: cfg.verifyClientUrlFailOpen, logger }) }),
   });
+  if ((cfg.meshWith?.length ?? 0) > 0 && cfg.meshKey === null) throw new WiremeshError('derper_usage', '--mesh-with requires a mesh key (--mesh-psk-file, or TAILSCALE_DERPER_MESH_KEY with --dev)');
+  const rateConfigPath = cfg.rateConfigPath ?? '';
+  const reloadRateConfig = async (): Promise<void> => {
+    if (rateConfigPath === '') return;
+    const rc = await readRateConfigFile(rateConfigPath);
+    engine.setReceiveRateLimit(rc.bytesPerSecond > 0 ? rc : null);
+    logger.info('rate config loaded', { path: rateConfigPath, bytesPerSecond: rc.bytesPerSecond, burstBytes: rc.burstBytes });
+  };
+  await reloadRateConfig();
+  const acceptLimiter = cfg.acceptLimits === undefined ? null : new AcceptLimiter(clock, cfg.acceptLimits);
   const bootstrap = new BootstrapDns({ names: cfg.bootstrapDnsNames, logger, ...(cfg.resolve === undefined ? {} : { resolve: cfg.resolve }) });
   const tlsVersions: Record<string, number> = {};
   let stun: StunServer | null = null;
@@ -125,7 +160,8 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
   const varsSets = (): Record<string, object> => ({
     derp: { ...engine.metrics(), gauge_current_file_descriptors: openFileDescriptors(), gauge_memstats_sys0: process.memoryUsage().rss },
     ...(stun === null ? {} : { stun: stun.metrics() }),
-    derper: { counter_tls_request_version: { ...tlsVersions }, counter_bootstrap_dns_requests: bootstrap.requests },
+    derper: { counter_tls_request_version: { ...tlsVersions }, counter_bootstrap_dns_requests: bootstrap.requests, ...certSource?.metrics() },
+    ...(acceptLimiter === null ? {} : { tls_listener: { ...acceptLimiter.counters } }),
   });
 
   const router = createRouter({
@@ -141,6 +177,7 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
     },
     bootstrapDns: (q) => bootstrap.body(q),
     logger,
+    extraDebug: createProfileRoutes({ clock, logger }),
   });
 
   const httpOpts: http.ServerOptions = {
@@ -157,6 +194,7 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
       ? http.createServer(httpOpts, router)
       : https.createServer({ ...httpOpts, ...tlsServerOptions(cert, meta.certPem, cfg.tls?.hostname ?? cfg.hostname) }, router);
   main.maxHeadersCount = HTTP_MAX_HEADERS_COUNT;
+  if (acceptLimiter !== null && !acceptLimiter.unlimited) guardListener(main, acceptLimiter, logger);
   main.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => handleDerpHttp(engine, req, socket, head));
   main.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
     socket.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nCONNECT not enabled\n');
@@ -185,7 +223,7 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
     servers.push(main);
     let port80: number | null = null;
     if (cert !== null && cfg.httpPort >= 0) {
-      const plain = http.createServer({ ...httpOpts, shouldUpgradeCallback: () => false }, createPort80Router(router, { debugPolicy }));
+      const plain = http.createServer({ ...httpOpts, shouldUpgradeCallback: () => false }, certSource?.wrapPort80(createPort80Router(router, { debugPolicy })) ?? createPort80Router(router, { debugPolicy }));
       plain.maxHeadersCount = HTTP_MAX_HEADERS_COUNT;
       port80 = await listen(plain, cfg.host, cfg.httpPort);
       servers.push(plain);
@@ -195,6 +233,17 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
       await stun.listen({ port: cfg.stunPort, ...(cfg.host === '' ? {} : { host: cfg.host }) });
     }
     bootstrap.start(clock);
+    if (certSource !== null) await certSource.start(main as https.Server, meta?.certPem ?? null);
+    const mesh = cfg.meshKey === null || (cfg.meshWith?.length ?? 0) === 0 ? null : new Mesh({
+      server: engine,
+      privateKey: cfg.privateKey,
+      meshKey: cfg.meshKey,
+      peers: cfg.meshWith ?? [],
+      plainHttp: cfg.meshPlainHttp === true,
+      ...(cfg.meshTls === undefined ? {} : { tls: cfg.meshTls }),
+      clock,
+      logger: logger.child({ c: 'mesh' }),
+    });
     const stunPort = stun === null ? null : stun.port;
     const shownHost = cfg.host === '' ? '::' : cfg.host;
     let closing: Promise<void> | null = null;
@@ -212,9 +261,13 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
         if (cert === null) return `derper: listening http=${hostPort(shownHost, port)} ${s}`;
         return `derper: listening https=${hostPort(shownHost, port)} ${s} port80=${port80 === null ? 'off' : hostPort(shownHost, port80)}`;
       },
+      reloadRateConfig,
+      mesh,
       close: () => {
         closing ??= (async () => {
           bootstrap.stop();
+          certSource?.stop();
+          await mesh?.close();
           await Promise.all([...servers.map(closeServer), engine.close(), stun?.close() ?? Promise.resolve()]);
         })();
         return closing;
@@ -222,6 +275,7 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
     };
   } catch (e) {
     bootstrap.stop();
+    certSource?.stop();
     await Promise.all([...servers.map(closeServer), engine.close(), stun?.close() ?? Promise.resolve()]);
     throw e;
   }

@@ -25,6 +25,8 @@ export interface DerperRoutesOptions {
   /** `/bootstrap-dns` body (JSON text). */
   bootstrapDns(query: string | null): string;
   logger: Logger;
+  /** Extra `/debug/…` pages (e.g. pprof, src/derper/profile.ts), asked after the access check; true = answered. */
+  extraDebug?: (req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) => boolean;
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -98,6 +100,7 @@ const DEBUG_INDEX = [
   '<li><a href="/debug/vars">/debug/vars</a> (JSON)</li>',
   '<li><a href="/debug/varz">/debug/varz</a> (Prometheus)</li>',
   '<li><a href="/debug/check">/debug/check</a> (consistency check)</li>',
+  '<li><a href="/debug/pprof/">/debug/pprof/</a> (CPU profile, heap snapshot; loopback only)</li>',
   '</ul></body></html>',
   '',
 ].join('\n');
@@ -107,6 +110,7 @@ function serveDebug(o: DerperRoutesOptions, req: IncomingMessage, res: ServerRes
     text(res, 403, 'debug access denied\n');
     return;
   }
+  if (o.extraDebug?.(req, res, path, splitTarget(req.url).query) === true) return;
   switch (path) {
     case '/debug/':
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
@@ -173,7 +177,7 @@ export function createRouter(o: DerperRoutesOptions): RequestHandler {
       return;
     }
     if (path === '/debug') {
-      res.writeHead(301, { Location: '/debug/' });
+      res.writeHead(307, { Location: '/debug/' }); // Go v1.102.3 answers 307 (spec §16.3 says 301; the binary wins)
       res.end();
       return;
     }

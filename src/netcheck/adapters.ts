@@ -115,33 +115,58 @@ export async function captivePortal(nodes: DerpNode[], signal: AbortSignal): Pro
   return results.some((r) => r === true);
 }
 
+const SAFE_ARG = /^[-\w.]+$/;
+
 /**
- * The router that answers a TTL-limited ICMP echo toward `target` ("Time to live exceeded"), using the system
- * `ping` (Node has no ICMP sockets). Null when the target itself answered, or nothing did.
+ * Runs several `ping -n -c 1` at once under one `sh` (one process spawn instead of one per ping, so the event loop
+ * is not stalled), each output line prefixed with its job's tag. Node has no ICMP sockets, hence the system ping.
+ * Rejects when ping is missing or not permitted.
  */
-export function hopProbe(target: string, ttl: number, signal: AbortSignal): Promise<string | null> {
-  if (isIP(target) !== 4) return Promise.resolve(null);
-  const waitS = String(Math.max(1, Math.ceil(HOP_PROBE_TIMEOUT_MS / 1000)));
+function pingBatch(jobs: { tag: string; args: string[] }[], waitMs: number, signal: AbortSignal): Promise<Map<string, string>> {
+  for (const j of jobs) if (!SAFE_ARG.test(j.tag) || !j.args.every((a) => SAFE_ARG.test(a))) return Promise.reject(new Error('unsafe ping argument'));
+  const waitS = String(Math.max(1, Math.ceil(waitMs / 1000)));
+  const script = jobs.map((j) => `(ping -n -c 1 -W ${waitS} ${j.args.join(' ')} 2>&1 | sed 's/^/${j.tag} /') &`).join('\n') + '\nwait\n';
   return new Promise((resolve, reject) => {
-    execFile('ping', ['-n', '-c', '1', '-W', waitS, '-t', String(ttl), target], { signal, timeout: HOP_PROBE_TIMEOUT_MS + 500 }, (err, stdout) => {
-      // No ping tool, or not allowed to ping: the check did not run (DoubleNAT stays null).
-      if (err !== null && (err.code === 'ENOENT' || err.code === 'EACCES' || /not permitted/i.test(String(err.message)))) return reject(err);
-      const m = /From (\d+\.\d+\.\d+\.\d+)[^\n]*Time to live exceeded/i.exec(String(stdout));
-      resolve(m === null ? null : m[1]!);
+    execFile('sh', ['-c', script], { signal, timeout: waitMs + 1000 }, (err, stdout) => {
+      const out = String(stdout);
+      if (/not found|not permitted|permission denied/i.test(out)) return reject(new Error(`ping unavailable: ${out.slice(0, 200)}`));
+      if (err !== null && out === '') return reject(err);
+      const byTag = new Map<string, string>();
+      for (const line of out.split('\n')) {
+        const sp = line.indexOf(' ');
+        if (sp < 0) continue;
+        const tag = line.slice(0, sp);
+        byTag.set(tag, `${byTag.get(tag) ?? ''}${line.slice(sp + 1)}\n`);
+      }
+      resolve(byTag);
     });
   });
 }
 
-/** One ICMPv4 echo through the system `ping` (Node has no ICMP sockets); resolves with the reported round trip. */
-export function icmpLatency(ip: string, signal: AbortSignal): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const waitS = String(Math.max(1, Math.ceil(ICMP_TIMEOUT_MS / 1000)));
-    execFile('ping', ['-n', '-c', '1', '-W', waitS, ip], { signal, timeout: ICMP_TIMEOUT_MS + 500 }, (err, stdout) => {
-      const m = /time[=<]([\d.]+) ?ms/.exec(String(stdout));
-      if (m === null) return reject(err ?? new Error(`no ICMP echo reply from ${ip}`));
-      resolve(Number(m[1]));
-    });
+/**
+ * Routers that answer TTL-limited ICMP echoes toward `target` ("Time to live exceeded"), TTL 1..maxHops sent at
+ * once: per hop the router's address, or null when the target itself answered or nothing did.
+ */
+export async function hopProbe(target: string, maxHops: number, signal: AbortSignal): Promise<(string | null)[]> {
+  if (isIP(target) !== 4) return [];
+  const ttls = Array.from({ length: maxHops }, (_, i) => i + 1);
+  const out = await pingBatch(ttls.map((t) => ({ tag: `ttl${t}`, args: ['-t', String(t), target] })), HOP_PROBE_TIMEOUT_MS, signal);
+  return ttls.map((t) => {
+    const m = /From (\d+\.\d+\.\d+\.\d+)[^\n]*Time to live exceeded/i.exec(out.get(`ttl${t}`) ?? '');
+    return m === null ? null : m[1]!;
   });
+}
+
+/** One ICMPv4 echo to each address at once; the round trips ping reported, by address. */
+export async function icmpLatency(ips: string[], signal: AbortSignal): Promise<Map<string, number>> {
+  const v4 = ips.filter((ip) => isIP(ip) === 4);
+  const out = await pingBatch(v4.map((ip, i) => ({ tag: `ip${i}`, args: [ip] })), ICMP_TIMEOUT_MS, signal);
+  const got = new Map<string, number>();
+  v4.forEach((ip, i) => {
+    const m = /time[=<]([\d.]+) ?ms/.exec(out.get(`ip${i}`) ?? '');
+    if (m !== null) got.set(ip, Number(m[1]));
+  });
+  return got;
 }
 
 /** Real-world dependencies for runNetcheck (ports are ephemeral; IPv6 socket optional). */

@@ -35,14 +35,17 @@ export interface NetcheckDeps {
   resolve?(host: string, family: Family): Promise<string | null>;
   /** HTTPS GET /derp/latency-check on the node; resolves with the request's duration in ms, rejects on failure. */
   httpsLatency?(node: DerpNode, signal: AbortSignal): Promise<number>;
-  /** One ICMPv4 echo to `ip`; resolves with the round trip in ms, rejects when there is no answer. */
-  icmpLatency?(ip: string, signal: AbortSignal): Promise<number>;
+  /** One ICMPv4 echo to each of `ips` at once; resolves with the round trip (ms) of those that answered. */
+  icmpLatency?(ips: string[], signal: AbortSignal): Promise<Map<string, number>>;
   /** Fetches /generate_204 from these nodes; true when a captive portal answered instead. */
   captivePortal?(nodes: DerpNode[], signal: AbortSignal): Promise<boolean>;
   /** UPnP / NAT-PMP / PCP availability (the port-mapping client's probe). */
   portMapProbe?(): Promise<PortMapResult>;
-  /** Router address that answered a TTL-limited packet toward `target` at hop `ttl`, or null (target reached/none). */
-  hopProbe?(target: string, ttl: number, signal: AbortSignal): Promise<string | null>;
+  /**
+   * TTL-limited packets toward `target` with TTL 1..maxHops at once: per hop, the router address that answered
+   * "time exceeded", or null (target reached, or no answer). Rejects when the check cannot run at all.
+   */
+  hopProbe?(target: string, maxHops: number, signal: AbortSignal): Promise<(string | null)[]>;
   /** Whether the OS has IPv6 at all; default: an IPv6 socket could be opened. */
   osHasIPv6?: boolean;
 }
@@ -169,13 +172,11 @@ class ReportRun {
   }
 
   async run(): Promise<NetcheckResult> {
-    const conn4 = await this.#deps.listenUdp(4).catch(() => null);
-    const conn6 = await this.#deps.listenUdp(6).catch(() => null);
+    const [conn4, conn6] = await Promise.all([this.#deps.listenUdp(4).catch(() => null), this.#deps.listenUdp(6).catch(() => null)]);
     this.report.osHasIPv6 = this.#deps.osHasIPv6 ?? conn6 !== null;
     if (conn4 !== null) this.#tx[4] = new StunTransactions(conn4);
     if (conn6 !== null) this.#tx[6] = new StunTransactions(conn6);
     const portMap = this.#portMapProbe();
-    const hops = this.#hopProbes();
     this.#timers.push(this.#clock.setTimeout(() => this.#startCaptive(), CAPTIVE_PORTAL_DELAY_MS));
     try {
       await this.#stunPhase(conn4 !== null, conn6 !== null);
@@ -186,6 +187,8 @@ class ReportRun {
       conn6?.close();
     }
     this.#log(`netcheck: STUN phase done after ${(this.#clock.now() - this.#t0).toFixed(1)} ms, udp=${this.report.udp}`);
+    // The hop check starts only now: spawning its helper would otherwise stall STUN round-trip measurements.
+    const hops = this.#hopProbes();
     if (!this.report.udp) {
       this.#startCaptive();
       await this.#fallbackLatency();
@@ -208,8 +211,7 @@ class ReportRun {
     const hopProbe = this.#deps.hopProbe;
     const target = sortedRegions(this.#dm).flatMap((r) => r.Nodes).map(nodeIPv4Literal).find((ip) => ip !== null) ?? null;
     if (hopProbe === undefined || target === null) return Promise.resolve(null);
-    const all = Promise.all(Array.from({ length: DOUBLE_NAT_MAX_HOPS }, (_, i) => hopProbe(target, i + 1, this.#sideAbort.signal)));
-    return withDeadline(this.#clock, all, this.#remaining(), null);
+    return withDeadline(this.#clock, hopProbe(target, DOUBLE_NAT_MAX_HOPS, this.#sideAbort.signal), this.#remaining(), null);
   }
 
   #startCaptive(): void {
@@ -339,17 +341,25 @@ class ReportRun {
           if (isIP(node.IPv4 ?? node.HostName) === 4) this.report.ipv4 = true;
         })());
       }
+    }
+    // One ICMPv4 echo to each region's first node, all at once.
+    const icmpTargets = new Map<string, number>();
+    for (const r of regions) {
       const ip = r.Nodes[0] === undefined ? null : nodeIPv4Literal(r.Nodes[0]);
-      if (ip !== null && icmpLatency !== undefined) {
-        jobs.push((async () => {
-          const ms = await withDeadline(this.#clock, icmpLatency(ip, signal), Math.min(ICMP_TIMEOUT_MS, this.#remaining()), null);
-          if (ms === null) return;
-          this.#log(`netcheck: ICMP latency ${ip} (region ${r.RegionID}) ${ms.toFixed(2)} ms`);
-          this.#noteLatency(r.RegionID, ms);
+      if (ip !== null && !icmpTargets.has(ip)) icmpTargets.set(ip, r.RegionID);
+    }
+    if (icmpTargets.size > 0 && icmpLatency !== undefined) {
+      jobs.push((async () => {
+        const got = await withDeadline(this.#clock, icmpLatency([...icmpTargets.keys()], signal), Math.min(ICMP_TIMEOUT_MS + 500, this.#remaining()), null);
+        for (const [ip, ms] of got ?? []) {
+          const regionID = icmpTargets.get(ip);
+          if (regionID === undefined) continue;
+          this.#log(`netcheck: ICMP latency ${ip} (region ${regionID}) ${ms.toFixed(2)} ms`);
+          this.#noteLatency(regionID, ms);
           this.report.icmpv4 = true;
           this.report.ipv4 = true;
-        })());
-      }
+        }
+      })());
     }
     await Promise.all(jobs);
   }

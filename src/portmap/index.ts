@@ -55,6 +55,7 @@ export interface OpenPortMapperOptions {
   lifetimeSeconds?: number;
   checkIntervalMs?: number;
   retryMs?: number;
+  probeTimeoutMs?: number;
   logger?: Logger;
   onChange?: PortMapperOptions['onChange'];
 }
@@ -69,6 +70,7 @@ export async function openPortMapper(o: OpenPortMapperOptions = {}): Promise<{ m
     ...(o.lifetimeSeconds === undefined ? {} : { lifetimeSeconds: o.lifetimeSeconds }),
     ...(o.checkIntervalMs === undefined ? {} : { checkIntervalMs: o.checkIntervalMs }),
     ...(o.retryMs === undefined ? {} : { retryMs: o.retryMs }),
+    ...(o.probeTimeoutMs === undefined ? {} : { probeTimeoutMs: o.probeTimeoutMs }),
     ...(o.logger === undefined ? {} : { logger: o.logger }),
     ...(o.onChange === undefined ? {} : { onChange: o.onChange }),
   });

@@ -123,7 +123,9 @@ export function probe(o: ProbeOptions): Promise<ProbeReport> {
       }
       maybeEarlyExit();
     });
-    const deadline = o.clock.setTimeout(finish, o.timeoutMs ?? PROBE_TIMEOUT_MS);
+    // At the deadline, give the loop one more turn before finishing: on a busy host the timer can fire before the
+    // poll phase has read replies that arrived in time.
+    const deadline = o.clock.setTimeout(() => o.clock.setTimeout(finish, 0), o.timeoutMs ?? PROBE_TIMEOUT_MS);
     const gw = { address: o.gateway, port: PMP_PCP_SERVER_PORT };
     if (want.has('pmp')) o.conn.send(encodePmpExternalAddressRequest(), gw);
     if (want.has('pcp')) o.conn.send(encodePcpAnnounceRequest(o.localAddress), gw);

@@ -39,6 +39,8 @@ async function exchange(server: DerpServerHandle): Promise<void> {
     const ready = await go.waitEvent('ready');
     assert.equal(ready.serverKey, nodePublicText(ts.serverKey), 'both clients see the same server key');
     assert.equal(ready.tls, secure);
+    // Over TLS 1.3 with a derpkey meta certificate in the chain, derphttp fast-starts (spec §3.3).
+    assert.equal(ready.fastStart, secure, `Go client fast start (TLS ${String(ready.tlsVersion)})`);
     const goKey = parseNodePublic(String(ready.publicKey));
     ts.send(goKey, Buffer.from('from ts 0'));
     ts.send(goKey, new Uint8Array(65536).fill(0x5a));

@@ -46,6 +46,8 @@ export interface NatLab {
   derpMapPath: string;
   /** Which STUN servers run: 'go-derper', 'coturn', 'wiremesh-derper'. */
   stunServers: string[];
+  /** Why the wiremesh derper did not start (its exit code and last output), or null. */
+  wiremeshDerperError: string | null;
   /** Runs a command in the host namespace (returns stdout). */
   exec(cmd: string, args: string[]): string;
   down(): Promise<void>;
@@ -112,6 +114,18 @@ function router(lab: Lab, name: string, up: { ns: string; bridge: string | null;
   return ns;
 }
 
+export interface NatlabOptions {
+  /** Start the wiremesh derper as a third STUN server (default true; skipped if it does not start). */
+  wiremeshDerper?: boolean;
+  /**
+   * Also give the internet, the routers and the hosts IPv6 (2001:db8::/32): routed, never translated, through the
+   * same firewall profile (ip6tables); coturn then also answers on COTURN_IP6. Not for double-nat sites.
+   */
+  ipv6?: boolean;
+}
+
+export const COTURN_IP6 = '2001:db8:ff::10';
+
 export interface Site {
   profile: LabProfile;
   /** Namespace of the site's host, and its address. */
@@ -119,6 +133,29 @@ export interface Site {
   hostIp: string;
   /** Router namespaces, innermost first. */
   routers: string[];
+  /** The host's IPv6 address when the lab has IPv6. */
+  hostIp6: string | null;
+}
+
+/** IPv6 for site `i`: WAN 2001:db8::i, LAN 2001:db8:i::/64 routed from the internet; `nodad` avoids DAD delays. */
+function addSiteIPv6(lab: Lab, inet: string, i: number, r: string, host: string, profile: LabProfile): string {
+  const v6 = (ns: string, args: string[]): void => void lab.exec(ns, 'ip', ['-6', ...args]);
+  const wanIf = `r${i}w`;
+  const lanIf = `r${i}l`;
+  v6(r, ['addr', 'add', `2001:db8::${i}/64`, 'dev', wanIf, 'nodad']);
+  v6(r, ['addr', 'add', `2001:db8:${i}::1/64`, 'dev', lanIf, 'nodad']);
+  v6(r, ['route', 'add', 'default', 'via', '2001:db8::fe']);
+  lab.exec(r, 'sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1']);
+  v6(host, ['addr', 'add', `2001:db8:${i}::2/64`, 'dev', 'eth0', 'nodad']);
+  v6(host, ['route', 'add', 'default', 'via', `2001:db8:${i}::1`]);
+  v6(inet, ['route', 'add', `2001:db8:${i}::/64`, 'via', `2001:db8::${i}`]);
+  // Same policy as IPv4, minus NAT: stateful firewall (replies only), and UDP dropped where IPv4 UDP is.
+  const ip6t = (args: string[]): void => void lab.exec(r, 'ip6tables', args);
+  if (profile === 'udp-blocked' || profile === 'captive-portal') ip6t(['-A', 'FORWARD', '-i', lanIf, '-o', wanIf, '-p', 'udp', '-j', 'DROP']);
+  ip6t(['-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT']);
+  ip6t(['-A', 'FORWARD', '-i', lanIf, '-o', wanIf, '-j', 'ACCEPT']);
+  ip6t(['-A', 'FORWARD', '-i', wanIf, '-j', 'DROP']);
+  return `2001:db8:${i}::2`;
 }
 
 /**
@@ -178,14 +215,14 @@ async function buildSite(lab: Lab, inet: string, i: number, profile: LabProfile)
     ipt(lab, lanNs, ['-t', 'nat', '-A', 'PREROUTING', '-i', lanIf, '-p', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `${lanGw}:8080`]);
     ipt(lab, lanNs, ['-I', 'INPUT', '-i', lanIf, '-p', 'tcp', '--dport', '8080', '-j', 'ACCEPT']);
   }
-  return { profile, hostNs: host, hostIp, routers };
+  return { profile, hostNs: host, hostIp, routers, hostIp6: null };
 }
 
 /**
  * Brings up the internet, its servers and one site per profile (e.g. `['easy', 'hard']` for two hosts behind two
  * different NATs); the returned object's `down()` removes everything.
  */
-export async function natlabUp(profiles: LabProfile | readonly LabProfile[], opts: { wiremeshDerper?: boolean } = {}): Promise<NatLab> {
+export async function natlabUp(profiles: LabProfile | readonly LabProfile[], opts: NatlabOptions = {}): Promise<NatLab> {
   const list = typeof profiles === 'string' ? [profiles] : [...profiles];
   if (list.length < 1 || list.length > MAX_SITES) throw new Error(`natlab: 1..${MAX_SITES} sites`);
   const lab = new Lab('n');
@@ -197,34 +234,54 @@ export async function natlabUp(profiles: LabProfile | readonly LabProfile[], opt
     lab.exec(inet, 'ip', ['link', 'add', 'br0', 'type', 'bridge']);
     lab.exec(inet, 'ip', ['link', 'set', 'br0', 'up']);
     for (const a of ['203.0.113.254/24', `${DERP_IP}/32`, `${COTURN_IP}/32`, `${WM_STUN_IP}/32`]) lab.exec(inet, 'ip', ['addr', 'add', a, 'dev', 'br0']);
+    if (opts.ipv6 === true) {
+      for (const a of ['2001:db8::fe/64', `${COTURN_IP6}/128`]) lab.exec(inet, 'ip', ['-6', 'addr', 'add', a, 'dev', 'br0', 'nodad']);
+      lab.exec(inet, 'sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1']);
+    }
     const sites: Site[] = [];
-    for (const [i, p] of list.entries()) sites.push(await buildSite(lab, inet, i + 1, p));
+    for (const [i, p] of list.entries()) {
+      const site = await buildSite(lab, inet, i + 1, p);
+      if (opts.ipv6 === true) {
+        if (p === 'double-nat') throw new Error('natlab: ipv6 is not supported on double-nat sites');
+        site.hostIp6 = addSiteIPv6(lab, inet, i + 1, site.routers[0]!, site.hostNs, p);
+      }
+      sites.push(site);
+    }
 
     // Servers: Go derper (TLS on 443 with a self-signed IP cert, HTTP on 80, STUN on 3478).
     const derperBin = goBinary('derper')!;
     const derper = lab.spawn(inet, derperBin, ['-a', `${DERP_IP}:443`, '-c', path.join(tmp, 'derper.json'), '-certmode', 'manual', '-hostname', DERP_IP, '-certdir', path.join(tmp, 'certs'), '-http-port', '80', '-stun-port', '3478']);
-    const coturn = lab.spawn(inet, which('turnserver')!, ['-n', '-S', '-L', COTURN_IP, '-p', '3478', '--no-tls', '--no-dtls', '--no-cli', '--log-file', 'stdout', '--simple-log', '--pidfile', path.join(tmp, 'turnserver.pid')]);
+    const coturn = lab.spawn(inet, which('turnserver')!, ['-n', '-S', '-L', COTURN_IP, ...(opts.ipv6 === true ? ['-L', COTURN_IP6] : []), '-p', '3478', '--no-tls', '--no-dtls', '--no-cli', '--log-file', 'stdout', '--simple-log', '--pidfile', path.join(tmp, 'turnserver.pid')]);
     void coturn;
+    // The wiremesh derper as a third STUN server (plain HTTP on 8080; STUN-only in the map), started alongside.
+    let wmOutput = '';
+    let wiremeshDerperError: string | null = null;
+    const wm = opts.wiremeshDerper === false
+      ? null
+      : lab.spawn(inet, NODE, [path.join(ROOT, 'bin/wiremesh.js'), 'derper', '-a', `${WM_STUN_IP}:8080`, '--stun-port', '3478', '--http-port', '-1', '-c', path.join(tmp, 'wm-derper.key')], { cwd: ROOT });
+    wm?.stdout?.on('data', (d: Buffer) => (wmOutput += d.toString()));
+    wm?.stderr?.on('data', (d: Buffer) => (wmOutput += d.toString()));
+    const wmReady = wm === null ? Promise.resolve(false) : waitForLine(wm, /derper: listening/, 20_000);
     const ready = await Promise.all([
       waitListening(lab, inet, 'tcp', DERP_IP, 443, 15_000),
       waitListening(lab, inet, 'tcp', DERP_IP, 80, 15_000),
       waitListening(lab, inet, 'udp', DERP_IP, 3478, 15_000),
       waitListening(lab, inet, 'udp', COTURN_IP, 3478, 15_000),
+      opts.ipv6 === true ? waitListening(lab, inet, 'udp', `[${COTURN_IP6}]`, 3478, 15_000) : Promise.resolve(true),
     ]);
     if (!ready.every(Boolean)) throw new Error(`lab servers not ready (derper tls/http/stun, coturn): ${ready.join(',')}; derper exit=${derper.exitCode}`);
     stunServers.push('go-derper', 'coturn');
 
     const regions: Record<string, unknown> = {
       '1': { RegionID: 1, RegionCode: 'lab', RegionName: 'Lab Go derper', Nodes: [{ Name: '1a', RegionID: 1, HostName: DERP_IP, IPv4: DERP_IP, IPv6: 'none', STUNPort: 3478, DERPPort: 443, InsecureForTests: true, CanPort80: true }] },
-      '2': { RegionID: 2, RegionCode: 'trn', RegionName: 'Lab coturn', Nodes: [{ Name: '2a', RegionID: 2, HostName: COTURN_IP, IPv4: COTURN_IP, IPv6: 'none', STUNPort: 3478, STUNOnly: true }] },
+      '2': { RegionID: 2, RegionCode: 'trn', RegionName: 'Lab coturn', Nodes: [{ Name: '2a', RegionID: 2, HostName: COTURN_IP, IPv4: COTURN_IP, IPv6: opts.ipv6 === true ? COTURN_IP6 : 'none', STUNPort: 3478, STUNOnly: true }] },
     };
-    if (opts.wiremeshDerper !== false) {
-      // The wiremesh derper as a third STUN server (plain HTTP on 8080; STUN-only in the map).
-      const wm = lab.spawn(inet, NODE, [path.join(ROOT, 'bin/wiremesh.js'), 'derper', '-a', `${WM_STUN_IP}:8080`, '--stun-port', '3478', '--http-port', '-1', '-c', path.join(tmp, 'wm-derper.key')], { cwd: ROOT });
-      if (await waitForLine(wm, /derper: listening/, 15_000)) {
+    if (wm !== null) {
+      if (await wmReady) {
         stunServers.push('wiremesh-derper');
         regions['3'] = { RegionID: 3, RegionCode: 'wm', RegionName: 'Lab wiremesh derper', Nodes: [{ Name: '3a', RegionID: 3, HostName: WM_STUN_IP, IPv4: WM_STUN_IP, IPv6: 'none', STUNPort: 3478, STUNOnly: true }] };
       } else {
+        wiremeshDerperError = `exit=${wm.exitCode ?? 'none'} output=${JSON.stringify(wmOutput.slice(-400))}`;
         await lab.kill(wm);
       }
     }
@@ -242,6 +299,7 @@ export async function natlabUp(profiles: LabProfile | readonly LabProfile[], opt
       inetNs: inet,
       derpMapPath,
       stunServers,
+      wiremeshDerperError,
       exec: (cmd, args) => lab.exec(first.hostNs, cmd, args),
       async down() {
         lab.cleanup();

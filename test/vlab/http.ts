@@ -94,7 +94,7 @@ export function vlabNetcheckDeps(host: Host, opts: VlabDepsOptions = {}): Netche
   };
   if (opts.hops !== false) {
     const hops = host.routerHops();
-    deps.hopProbe = async (_target, ttl) => hops[ttl - 1] ?? null;
+    deps.hopProbe = async (_target, maxHops) => Array.from({ length: maxHops }, (_, i) => hops[i] ?? null);
   }
   if (opts.portMap !== undefined) {
     const pm = opts.portMap;

@@ -62,7 +62,7 @@ after(() => {
 });
 
 for (const profile of LAB_PROFILES) {
-  test(`namespace lab: netcheck classifies ${profile}`, { skip: skip ?? false, timeout: 90_000 }, async () => {
+  test(`namespace lab: netcheck classifies ${profile}`, { skip: skip ?? false, timeout: 90_000 }, async (t) => {
     const lab = await natlabUp(profile);
     try {
       const r = await netcheck(lab, ['--format=json']);
@@ -93,6 +93,7 @@ for (const profile of LAB_PROFILES) {
       assert.equal(rep.PreferredDERP, 1, 'the only region with a relay is home (STUN-only regions cannot be)');
       assert.ok(r.reportMs <= 2000, `full netcheck took ${r.reportMs} ms (budget 2000)`);
       timings.push(`${profile.padEnd(18)} ${r.reportMs.toFixed(0).padStart(5)} ms / ${r.wallMs.toFixed(0).padStart(5)} ms   [STUN: ${lab.stunServers.join(', ')}]`);
+      if (lab.wiremeshDerperError !== null) t.diagnostic(`wiremesh derper did not start: ${lab.wiremeshDerperError}`);
     } finally {
       await lab.down();
     }
@@ -140,6 +141,26 @@ test('namespace lab: two sites in one topology (easy and hard) are each classifi
     assert.match(rb.GlobalV4, /^203\.0\.113\.2:\d+$/);
     assert.equal(ra.MappingVariesByDestIP, false);
     assert.equal(rb.MappingVariesByDestIP, true);
+  } finally {
+    await lab.down();
+  }
+});
+
+test('namespace lab with IPv6: routed IPv6 through the firewall is reported (and blocked with UDP)', { skip: skip ?? false, timeout: 90_000 }, async () => {
+  const lab = await natlabUp(['easy', 'udp-blocked'], { ipv6: true });
+  try {
+    const [easy, blocked] = await Promise.all(lab.sites.map((s) => netcheck(lab, ['--format=json'], s.hostNs)));
+    const re = JSON.parse(easy!.stdout) as ReportJSON;
+    assert.equal(re.IPv6, true);
+    assert.equal(re.OSHasIPv6, true);
+    assert.match(re.GlobalV6, /^\[2001:db8:1::2\]:\d+$/, 'IPv6 is not translated');
+    assert.deepEqual(Object.keys(re.RegionV6Latency ?? {}), ['2'], 'coturn answered over IPv6');
+    assert.match(re.GlobalV4, /^203\.0\.113\.1:\d+$/);
+    const rb = JSON.parse(blocked!.stdout) as ReportJSON;
+    assert.equal(rb.UDP, false);
+    assert.equal(rb.IPv6, false);
+    assert.equal(rb.IPv6CanSend, true);
+    assert.equal(rb.GlobalV6, '');
   } finally {
     await lab.down();
   }

@@ -24,6 +24,7 @@ const { mapper, close } = await openPortMapper({
   lifetimeSeconds: Number(args.get('lifetime') ?? '7200'),
   checkIntervalMs: Number(args.get('check') ?? '60000'),
   retryMs: Number(args.get('retry') ?? '1000'),
+  probeTimeoutMs: Number(args.get('probe-timeout') ?? '250'),
   onChange: (m, why) => out({ event: 'change', why, mapping: m }),
 });
 out({ event: 'listening', port });

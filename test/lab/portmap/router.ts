@@ -130,15 +130,13 @@ export class PortmapLab {
     return existsSync(this.leases) ? readFileSync(this.leases, 'utf8') : '';
   }
 
-  /** Sends "ping" from the internet namespace to WAN_IP:port; resolves with the reply text or null on timeout. */
+  /** Sends "ping" from the internet namespace to WAN_IP:port; returns "<reply> <from ip> <from port>" or null after 1 s. */
   pingFromInternet(port: number): string | null {
-    const py = `import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(("203.0.113.254",0));s.settimeout(1.0)
-s.sendto(b"ping",("${WAN_IP}",${port}))
-try:
-  d,a=s.recvfrom(100);print(d.decode(),a[0],a[1])
-except socket.timeout:
-  print("timeout")`;
-    const out = this.lab.exec(this.inet, 'python3', ['-c', py]).trim();
+    const js = `const s = require('node:dgram').createSocket('udp4');
+const t = setTimeout(() => { console.log('timeout'); s.close(); }, 1000);
+s.on('message', (d, a) => { console.log(d.toString() + ' ' + a.address + ' ' + a.port); clearTimeout(t); s.close(); });
+s.bind(0, '203.0.113.254', () => s.send('ping', ${port}, '${WAN_IP}'));`;
+    const out = this.lab.exec(this.inet, process.execPath, ['-e', js]).trim();
     return out === 'timeout' ? null : out;
   }
 

@@ -53,11 +53,11 @@ test('urlVerifier: request shape, allow, deny, non-200, oversize, fail-open/clos
   assert.equal(await urlVerifier({ url: deadUrl, failOpen: false, logger: silentLogger })({ key, remoteAddress: '127.0.0.1' }), false);
 });
 
-test('BootstrapDns: no names → {} and no lookups; names → tab-indented map, refreshed every 10 min', async () => {
+test('BootstrapDns: no names → empty body (as Go) and no lookups; names → tab-indented map, refreshed every 10 min', async () => {
   let lookups = 0;
   const none = new BootstrapDns({ names: [], logger: silentLogger, resolve: async () => { lookups++; return []; } });
   none.start(new ManualClock());
-  assert.equal(none.body(null), '{}');
+  assert.equal(none.body(null), '');
   assert.equal(lookups, 0);
 
   let generation = 0;

@@ -93,6 +93,10 @@ test('plain derper: 101 block + ServerKey, Upgrade without Connection, 426, CONN
   const connect = await rawExchange(conn, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', () => false);
   assert.match(connect.toString(), /^HTTP\/1\.1 403 [\s\S]*CONNECT not enabled\n$/);
 
+  // Header block over HTTP_MAX_HEADER_SIZE (16 KiB) → 431 and close.
+  const big = await rawExchange(conn, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(17 * 1024)}\r\n\r\n`, () => false);
+  assert.match(big.toString(), /^HTTP\/1\.1 431 /);
+
   const varz = await (await fetch(`http://127.0.0.1:${d.httpPort}/debug/varz`)).text();
   assert.match(varz, /^derp_accepts [1-9]\d*$/m, 'the two upgrades were accepted');
   assert.match(varz, /^# TYPE derp_current_connections gauge$/m);

@@ -126,7 +126,7 @@ test('configFromFlags: --dev is loopback:3340 plain HTTP with a random key; TLS 
     assert.deepEqual(again.privateKey, plain.privateKey, 'key file reused');
     const manual = await configFromFlags(parseDerperFlags(['-a', '127.0.0.1:0', '-c', keyFile, '-certmode', 'manual', '-hostname', '127.0.0.1', '-certdir', dir]), {}, silentLogger);
     assert.deepEqual(manual.tls, { hostname: '127.0.0.1', certDir: dir });
-    await assert.rejects(configFromFlags(parseDerperFlags(['-a', ':443', '-c', keyFile]), {}, silentLogger), /certmode letsencrypt is not supported yet/);
+    await assert.rejects(configFromFlags(parseDerperFlags(['-a', ':443', '-c', keyFile, '-certmode', 'gcp']), {}, silentLogger), /certmode gcp is not supported yet/);
     const psk = path.join(dir, 'mesh.key');
     writeFileSync(psk, 'nothex\n');
     await assert.rejects(configFromFlags(parseDerperFlags(['-a', ':1', '-c', keyFile, '-mesh-psk-file', psk]), {}, silentLogger), /invalid mesh key/);

@@ -167,7 +167,7 @@ test('/bootstrap-dns: application/json, Connection: close, browser headers', asy
 
 test('/debug: redirect, loopback allowed, X-Forwarded-For denied', async () => {
   const redirect = await request(port, '/debug');
-  assert.equal(redirect.status, 301);
+  assert.equal(redirect.status, 307);
   assert.equal(redirect.headers.location, '/debug/');
   const index = await request(port, '/debug/');
   assert.equal(index.status, 200);

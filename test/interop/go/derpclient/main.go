@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -117,12 +118,26 @@ func main() {
 	if err := c.Connect(ctx); err != nil {
 		fail("connect: %v", err)
 	}
-	_, isTLS := c.TLSConnectionState()
+	cs, isTLS := c.TLSConnectionState()
+	// The preconditions derphttp checks before fast start (spec §3.3): TLS ≥ 1.3 and a
+	// "derpkey<hex>" meta certificate somewhere in the served chain.
+	metaCert := false
+	tlsVersion := ""
+	if isTLS && cs != nil {
+		tlsVersion = tls.VersionName(cs.Version)
+		for _, cert := range cs.PeerCertificates {
+			if strings.HasPrefix(cert.Subject.CommonName, "derpkey") {
+				metaCert = true
+			}
+		}
+	}
 	emit(map[string]any{
-		"event":     "ready",
-		"publicKey": priv.Public().String(),
-		"serverKey": c.ServerPublicKey().String(),
-		"tls":       isTLS,
+		"event":      "ready",
+		"publicKey":  priv.Public().String(),
+		"serverKey":  c.ServerPublicKey().String(),
+		"tls":        isTLS,
+		"tlsVersion": tlsVersion,
+		"fastStart":  metaCert && cs != nil && cs.Version >= tls.VersionTLS13,
 	})
 
 	received := make(chan struct{}, 1024)

@@ -1,0 +1,210 @@
+/**
+ * Lean DERP client for the benchmarks (spec/derp.md §3.2, §4, §6): dials plain TCP or TLS (self-signed accepted),
+ * sends the HTTP `Upgrade: DERP` request, completes the handshake (ServerKey → ClientInfo → ServerInfo, the
+ * ServerInfo box is not opened: the bench trusts the server) and then hands the socket to a cheap counting
+ * parser that only looks at frame headers. Built on src/derp/frame.ts, client-info.ts and types/key.ts; it avoids
+ * the library client so the load generator spends its core on sending and counting, not on bookkeeping.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { FRAME_HEADER_LEN, FrameType, KEY_LEN } from '../src/derp/constants.ts';
+import { createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { hsalsa } from '@noble/ciphers/salsa.js';
+import { sealBox } from '../src/derp/box.ts';
+import { decodeServerKey, encodeFrame, writeHeader } from '../src/derp/frame.ts';
+import type { NodePrivate, NodePublic } from '../src/types/key.ts';
+
+export interface Target {
+  host: string;
+  port: number;
+  tls: boolean;
+}
+
+export interface Identity {
+  priv: NodePrivate;
+  pub: NodePublic;
+  key: KeyObject;
+}
+
+/**
+ * A fresh node key. X25519 runs in node:crypto (OpenSSL), ~20× faster than the pure-JS curve: the load
+ * generator opens 10 000 connections and must not be the bottleneck of the handshake rate.
+ */
+export function newIdentity(): Identity {
+  const { privateKey } = generateKeyPairSync('x25519');
+  const jwk = privateKey.export({ format: 'jwk' });
+  return {
+    priv: Uint8Array.from(Buffer.from(jwk.d!, 'base64url')) as NodePrivate,
+    pub: Uint8Array.from(Buffer.from(jwk.x!, 'base64url')) as NodePublic,
+    key: privateKey,
+  };
+}
+
+const SIGMA = new Uint32Array([0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
+
+/** crypto_box_beforenm with node:crypto X25519 + noble HSalsa20 (same result as src/derp/box.ts boxBeforeNm). */
+function beforeNm(id: Identity, serverKey: Uint8Array): Uint8Array {
+  const peer = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(serverKey).toString('base64url') }, format: 'jwk' });
+  const shared = diffieHellman({ privateKey: id.key, publicKey: peer });
+  const inp = new Uint32Array(8);
+  for (let i = 0; i < 8; i++) inp[i] = shared.readUInt32LE(i * 4);
+  const out = new Uint32Array(8);
+  hsalsa(SIGMA, inp, new Uint32Array(4), out);
+  const k = Buffer.alloc(32);
+  for (let i = 0; i < 8; i++) k.writeUInt32LE(out[i]!, i * 4);
+  return k;
+}
+
+/** The ClientInfo frame a bare Go derp client sends: our key ∥ box({"version":2,"CanAckPings":false}). */
+function clientInfoFrame(id: Identity, serverKey: Uint8Array): Buffer {
+  const sealed = sealBox(beforeNm(id, serverKey), Buffer.from('{"version":2,"CanAckPings":false}'));
+  return encodeFrame(FrameType.ClientInfo, id.pub, sealed);
+}
+
+/** Called for every complete frame header after the handshake; `len` is the frame's payload length. */
+export type FrameSink = (type: number, len: number, firstBody: Buffer | null, bodyOffset: number) => void;
+
+/**
+ * A connected, handshaken DERP connection. After `ready`, incoming bytes go through a header-only parser: each
+ * frame's type and length are reported to `onFrame`; the body is skipped (the first chunk that holds the start
+ * of the body is passed along so latency mode can read a sequence number).
+ */
+export class BenchConn {
+  readonly sock: net.Socket;
+  readonly id: Identity;
+  onFrame: FrameSink = () => {};
+  #hdr = Buffer.alloc(FRAME_HEADER_LEN);
+  #hdrHave = 0;
+  #skip = 0;
+
+  constructor(sock: net.Socket, id: Identity) {
+    this.sock = sock;
+    this.id = id;
+  }
+
+  /** Header-only incremental parse of one chunk. */
+  feed(chunk: Buffer): void {
+    let o = 0;
+    const n = chunk.length;
+    while (o < n) {
+      if (this.#skip > 0) {
+        const k = Math.min(this.#skip, n - o);
+        this.#skip -= k;
+        o += k;
+        continue;
+      }
+      if (this.#hdrHave === 0 && n - o >= FRAME_HEADER_LEN) {
+        const type = chunk[o]!;
+        const len = chunk.readUInt32BE(o + 1);
+        o += FRAME_HEADER_LEN;
+        this.onFrame(type, len, chunk, o);
+        this.#skip = len;
+        continue;
+      }
+      const k = Math.min(FRAME_HEADER_LEN - this.#hdrHave, n - o);
+      chunk.copy(this.#hdr, this.#hdrHave, o, o + k);
+      this.#hdrHave += k;
+      o += k;
+      if (this.#hdrHave === FRAME_HEADER_LEN) {
+        this.#hdrHave = 0;
+        const len = this.#hdr.readUInt32BE(1);
+        this.onFrame(this.#hdr[0]!, len, o < n ? chunk : null, o);
+        this.#skip = len;
+      }
+    }
+  }
+}
+
+/** A block of `count` SendPacket frames to `dst`, each carrying `size` payload bytes (first 8 = seq slot). */
+export function sendBlock(dst: Uint8Array, size: number, count: number): Buffer {
+  const frameLen = FRAME_HEADER_LEN + KEY_LEN + size;
+  const out = Buffer.alloc(frameLen * count);
+  for (let i = 0; i < count; i++) {
+    const o = i * frameLen;
+    writeHeader(out, o, FrameType.SendPacket, KEY_LEN + size);
+    out.set(dst, o + FRAME_HEADER_LEN);
+  }
+  return out;
+}
+
+export const frameLenFor = (size: number): number => FRAME_HEADER_LEN + KEY_LEN + size;
+
+const HANDSHAKE_TIMEOUT_MS = 30_000;
+
+/** Dials, upgrades and handshakes one connection. `localAddress` spreads source IPs (127.0.0.x). */
+export function connect(t: Target, id: Identity, localAddress?: string): Promise<BenchConn> {
+  return new Promise((resolve, reject) => {
+    const raw = net.connect({ host: t.host, port: t.port, ...(localAddress === undefined ? {} : { localAddress }) });
+    raw.setNoDelay(true);
+    const sock: net.Socket = t.tls ? tls.connect({ socket: raw, rejectUnauthorized: false }) : raw;
+    const timer = setTimeout(() => fail(new Error('handshake timeout')), HANDSHAKE_TIMEOUT_MS);
+    let buf: Buffer = Buffer.alloc(0);
+    let phase: 'http' | 'serverKey' | 'serverInfo' = 'http';
+    const fail = (e: Error): void => {
+      clearTimeout(timer);
+      sock.destroy();
+      reject(e);
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      for (;;) {
+        if (phase === 'http') {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const head = buf.subarray(0, end).toString('latin1');
+          if (!/^HTTP\/1\.1 101/.test(head)) return fail(new Error(`upgrade refused: ${head.split('\r\n')[0]}`));
+          buf = buf.subarray(end + 4);
+          phase = 'serverKey';
+          continue;
+        }
+        if (buf.length < FRAME_HEADER_LEN) return;
+        const len = buf.readUInt32BE(1);
+        if (buf.length < FRAME_HEADER_LEN + len) return;
+        const type = buf[0]!;
+        const body = buf.subarray(FRAME_HEADER_LEN, FRAME_HEADER_LEN + len);
+        buf = buf.subarray(FRAME_HEADER_LEN + len);
+        if (phase === 'serverKey') {
+          if (type !== FrameType.ServerKey) return fail(new Error(`want ServerKey, got 0x${type.toString(16)}`));
+          sock.write(clientInfoFrame(id, decodeServerKey(body)));
+          phase = 'serverInfo';
+          continue;
+        }
+        if (type !== FrameType.ServerInfo) return fail(new Error(`want ServerInfo, got 0x${type.toString(16)}`));
+        clearTimeout(timer);
+        sock.off('data', onData);
+        sock.off('error', fail);
+        const c = new BenchConn(sock, id);
+        sock.on('data', (d: Buffer) => c.feed(d));
+        sock.on('error', () => {});
+        if (buf.length > 0) c.feed(Buffer.from(buf));
+        resolve(c);
+        return;
+      }
+    };
+    sock.on('data', onData);
+    sock.on('error', fail);
+    sock.on('close', () => fail(new Error('closed during handshake')));
+    const hostHeader = `${t.host}:${t.port}`;
+    const req = `GET /derp HTTP/1.1\r\nHost: ${hostHeader}\r\nUser-Agent: wiremesh-bench\r\nConnection: Upgrade\r\nUpgrade: DERP\r\n\r\n`;
+    if (t.tls) sock.once('secureConnect', () => sock.write(req));
+    else raw.once('connect', () => sock.write(req));
+  });
+}
+
+/** Connects `n` identities with at most `parallel` handshakes in flight; source IPs rotate over `srcIps`. */
+export async function connectMany(t: Target, ids: Identity[], parallel: number, srcIps: string[] = []): Promise<BenchConn[]> {
+  const out: BenchConn[] = new Array<BenchConn>(ids.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < ids.length) {
+      const i = next++;
+      const src = srcIps.length === 0 ? undefined : srcIps[i % srcIps.length];
+      out[i] = await connect(t, ids[i]!, src);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, ids.length) }, worker));
+  return out;
+}
+
+/** A frame with only a header (used for one-off sends such as a single latency probe). */
+export const oneFrame = (dst: Uint8Array, payload: Uint8Array): Buffer => encodeFrame(FrameType.SendPacket, dst, payload);

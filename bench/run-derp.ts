@@ -1,0 +1,186 @@
+/**
+ * DERP benchmark driver (issue #6 §7 "Speed"; method of spec/node-performance.md: relay pinned to CPU 1, load
+ * generator to CPU 0, medians of N runs, ratios). In ONE run it starts the Go derper and the wiremesh derper
+ * for each transport (plain, TLS), alternates them per configuration and run (the order flips every run), runs
+ * bench/derp-loadgen.ts against each and prints markdown tables of medians with wiremesh/Go ratios.
+ *
+ *   node bench/run-derp.ts [--sizes 570,1400] [--pairs 2,20,100] [--tls plain|tls|both] [--runs 3]
+ *     [--seconds 2] [--warmup 1] [--tests greedy,window,latency,idle] [--window 32] [--idle-conns 10000]
+ *     [--bg-pairs 20] [--bg-kfps 50] [--json results.json] [--wm-node-flags "--cpu-prof"]
+ */
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { median } from './proc.ts';
+import { NODE, runJson, type Running, startGoDerper, startWiremeshDerper } from './servers.ts';
+
+const RELAY_CPU = 1;
+const LOADGEN_CPU = 0;
+
+const { values: a } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '570,1400' },
+    pairs: { type: 'string', default: '2,20,100' },
+    tls: { type: 'string', default: 'both' },
+    runs: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '2' },
+    warmup: { type: 'string', default: '1' },
+    tests: { type: 'string', default: 'greedy,window,latency,idle' },
+    window: { type: 'string', default: '32' },
+    'idle-conns': { type: 'string', default: '10000' },
+    'bg-pairs': { type: 'string', default: '20' },
+    'bg-kfps': { type: 'string', default: '50' },
+    'src-ips': { type: 'string', default: '8' },
+    json: { type: 'string' },
+    'wm-node-flags': { type: 'string', default: '' },
+  },
+});
+
+const list = (s: string): number[] => s.split(',').filter((x) => x !== '').map(Number);
+const sizes = list(a.sizes);
+const pairsList = list(a.pairs);
+const runs = Number(a.runs);
+const tests = new Set(a.tests.split(','));
+const transports = a.tls === 'both' ? [false, true] : [a.tls === 'tls'];
+const wmNodeFlags = a['wm-node-flags'] === '' ? [] : a['wm-node-flags'].split(' ');
+const SERVERS = ['go', 'wiremesh'] as const;
+type ServerName = (typeof SERVERS)[number];
+
+const start = (name: ServerName, tls: boolean): Promise<Running> =>
+  name === 'go' ? startGoDerper(RELAY_CPU, tls) : startWiremeshDerper(RELAY_CPU, tls, wmNodeFlags);
+
+interface Result {
+  test: string;
+  tls: boolean;
+  size: number;
+  pairs: number;
+  server: ServerName;
+  run: number;
+  r: Record<string, number>;
+}
+const results: Result[] = [];
+
+function loadgen(s: Running, mode: string, extra: string[]): Promise<Record<string, number>> {
+  const argv = [NODE, 'bench/derp-loadgen.ts', '--mode', mode, '--host', s.host, '--port', String(s.port), '--pid', String(s.pid),
+    '--seconds', a.seconds, '--warmup', a.warmup, '--src-ips', a['src-ips'], ...(s.tls ? ['--tls'] : []), ...extra];
+  return runJson(LOADGEN_CPU, argv);
+}
+
+/** Every configuration × run, both servers, order flipped on odd runs. */
+async function sweep(servers: Record<ServerName, Running>, tls: boolean, test: string, configs: { size: number; pairs: number; args: string[] }[]): Promise<void> {
+  for (const c of configs) {
+    for (let run = 0; run < runs; run++) {
+      const order = run % 2 === 0 ? SERVERS : [...SERVERS].reverse();
+      for (const name of order) {
+        const mode = test === 'greedy' ? 'throughput' : test;
+        try {
+          const r = await loadgen(servers[name], mode, c.args);
+          results.push({ test, tls, size: c.size, pairs: c.pairs, server: name, run, r });
+          process.stderr.write(`${test} ${tls ? 'tls' : 'plain'} ${c.size}B ${c.pairs}p ${name} #${run}: ${JSON.stringify(r)}\n`);
+        } catch (e) {
+          process.stderr.write(`${test} ${name} failed: ${(e as Error).message}\n`);
+        }
+      }
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  for (const tls of transports) {
+    const throughputCfgs = sizes.flatMap((size) => pairsList.map((pairs) => ({ size, pairs, args: ['--size', String(size), '--pairs', String(pairs)] })));
+    const latencyCfgs = sizes.flatMap((size) => [
+      { size, pairs: 0, args: ['--size', String(size)] },
+      { size, pairs: Number(a['bg-pairs']), args: ['--size', String(size), '--bg-pairs', a['bg-pairs'], '--bg-kfps', a['bg-kfps']] },
+    ]);
+    if (tests.has('greedy') || tests.has('window') || tests.has('latency')) {
+      const servers = { go: await start('go', tls), wiremesh: await start('wiremesh', tls) };
+      try {
+        if (tests.has('greedy')) await sweep(servers, tls, 'greedy', throughputCfgs);
+        if (tests.has('window')) await sweep(servers, tls, 'window', throughputCfgs.map((c) => ({ ...c, args: [...c.args, '--window', a.window] })));
+        if (tests.has('latency')) await sweep(servers, tls, 'latency', latencyCfgs);
+      } finally {
+        await servers.go.stop();
+        await servers.wiremesh.stop();
+      }
+    }
+    if (tests.has('idle')) {
+      // A fresh server per run: RSS growth left by earlier tests would hide the per-connection cost.
+      for (let run = 0; run < runs; run++) {
+        for (const name of run % 2 === 0 ? SERVERS : [...SERVERS].reverse()) {
+          const s = await start(name, tls);
+          try {
+            const r = await loadgen(s, 'idle', ['--conns', a['idle-conns']]);
+            results.push({ test: 'idle', tls, size: 0, pairs: 0, server: name, run, r });
+            process.stderr.write(`idle ${tls ? 'tls' : 'plain'} ${name} #${run}: ${JSON.stringify(r)}\n`);
+          } catch (e) {
+            process.stderr.write(`idle ${name} failed: ${(e as Error).message}\n`);
+          } finally {
+            await s.stop();
+          }
+        }
+      }
+    }
+  }
+  if (a.json !== undefined) writeFileSync(a.json, JSON.stringify(results, null, 1));
+  process.stdout.write(report() + `\n_total ${((Date.now() - t0) / 60000).toFixed(1)} min_\n`);
+}
+
+function med(test: string, tls: boolean, size: number, pairs: number, server: ServerName, key: string): number {
+  return median(results.filter((x) => x.test === test && x.tls === tls && x.size === size && x.pairs === pairs && x.server === server).map((x) => x.r[key]!));
+}
+
+const f0 = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : '–');
+const f2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : '–');
+const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(0)} %` : '–');
+const tname = (tls: boolean): string => (tls ? 'TLS' : 'plain');
+
+function throughputTable(test: string): string {
+  const rows = ['| transport | size | pairs | Go kfps (Gbit/s) | wiremesh kfps (Gbit/s) | **ratio** | delivered Go / wm | relay CPU Go / wm |', '|---|---|---|---|---|---|---|---|'];
+  for (const tls of transports) {
+    for (const size of sizes) {
+      for (const pairs of pairsList) {
+        const g = (s: ServerName, k: string): number => med(test, tls, size, pairs, s, k);
+        rows.push(`| ${tname(tls)} | ${size} B | ${pairs} | ${f0(g('go', 'kfps'))} (${f2(g('go', 'gbps'))}) | ${f0(g('wiremesh', 'kfps'))} (${f2(g('wiremesh', 'gbps'))}) | **${f2(g('wiremesh', 'kfps') / g('go', 'kfps'))}×** | ${pct(g('go', 'delivered'))} / ${pct(g('wiremesh', 'delivered'))} | ${pct(g('go', 'relayCpu'))} / ${pct(g('wiremesh', 'relayCpu'))} |`);
+      }
+      if (pairsList.includes(20) && pairsList.includes(100)) {
+        const drop = (s: ServerName): string => pct(1 - med(test, tls, size, 100, s, 'kfps') / med(test, tls, size, 20, s, 'kfps'));
+        rows.push(`| ${tname(tls)} | ${size} B | drop 20→100 | ${drop('go')} | ${drop('wiremesh')} | | | |`);
+      }
+    }
+  }
+  return rows.join('\n');
+}
+
+function latencyTable(): string {
+  const rows = ['| transport | size | background | Go p50 / p99 µs | wiremesh p50 / p99 µs | **p99 ratio** | bg kfps Go / wm |', '|---|---|---|---|---|---|---|'];
+  for (const tls of transports) {
+    for (const size of sizes) {
+      for (const pairs of [0, Number(a['bg-pairs'])]) {
+        const g = (s: ServerName, k: string): number => med('latency', tls, size, pairs, s, k);
+        const bg = pairs === 0 ? 'idle' : `${pairs} pairs @ ${a['bg-kfps']} kfps`;
+        rows.push(`| ${tname(tls)} | ${size} B | ${bg} | ${f0(g('go', 'p50us'))} / ${f0(g('go', 'p99us'))} | ${f0(g('wiremesh', 'p50us'))} / ${f0(g('wiremesh', 'p99us'))} | **${f2(g('wiremesh', 'p99us') / g('go', 'p99us'))}×** | ${f0(g('go', 'bgKfps'))} / ${f0(g('wiremesh', 'bgKfps'))} |`);
+      }
+    }
+  }
+  return rows.join('\n');
+}
+
+function idleTable(): string {
+  const rows = [`| transport | conns | Go bytes/conn | wiremesh bytes/conn | **ratio** | connect s Go / wm |`, '|---|---|---|---|---|---|'];
+  for (const tls of transports) {
+    const g = (s: ServerName, k: string): number => med('idle', tls, 0, 0, s, k);
+    rows.push(`| ${tname(tls)} | ${a['idle-conns']} | ${f0(g('go', 'bytesPerConn'))} | ${f0(g('wiremesh', 'bytesPerConn'))} | **${f2(g('wiremesh', 'bytesPerConn') / g('go', 'bytesPerConn'))}×** | ${f2(g('go', 'connectSecs'))} / ${f2(g('wiremesh', 'connectSecs'))} |`);
+  }
+  return rows.join('\n');
+}
+
+function report(): string {
+  const parts = [`Medians of ${runs} runs; relay on CPU ${RELAY_CPU}, load generator on CPU ${LOADGEN_CPU}; ${a.seconds} s window after ${a.warmup} s warm-up.`];
+  if (tests.has('greedy')) parts.push('### Throughput, greedy senders (write until write() is false, wait for drain)', throughputTable('greedy'));
+  if (tests.has('window')) parts.push(`### Throughput, closed loop (${a.window} frames in flight per sender)`, throughputTable('window'));
+  if (tests.has('latency')) parts.push('### Added latency (RTT/2 of a 1-packet ping-pong)', latencyTable());
+  if (tests.has('idle')) parts.push('### Memory per idle connection (VmRSS delta / conns)', idleTable());
+  return parts.join('\n\n');
+}
+
+await main();
