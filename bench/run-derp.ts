@@ -6,7 +6,8 @@
  *
  *   node bench/run-derp.ts [--sizes 570,1400] [--pairs 2,20,100] [--tls plain|tls|both] [--runs 3]
  *     [--seconds 2] [--warmup 1] [--tests greedy,window,latency,idle] [--window 32] [--idle-conns 10000]
- *     [--bg-pairs 20] [--bg-kfps 50] [--json results.json] [--wm-node-flags "--cpu-prof"]
+ *     [--idle-runs 1] [--latency-sizes 570] [--bg-pairs 20] [--bg-kfps 50] [--json results.json]
+ *     [--wm-node-flags "--cpu-prof"] [--wm-dir /path/to/other/checkout]
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -23,10 +24,13 @@ const { values: a } = parseArgs({
     tls: { type: 'string', default: 'both' },
     runs: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '2' },
-    warmup: { type: 'string', default: '1' },
+    warmup: { type: 'string', default: '0.5' },
     tests: { type: 'string', default: 'greedy,window,latency,idle' },
     window: { type: 'string', default: '32' },
     'idle-conns': { type: 'string', default: '10000' },
+    'idle-runs': { type: 'string', default: '1' },
+    'latency-sizes': { type: 'string', default: '570' },
+    'wm-dir': { type: 'string' },
     'bg-pairs': { type: 'string', default: '20' },
     'bg-kfps': { type: 'string', default: '50' },
     'src-ips': { type: 'string', default: '8' },
@@ -46,7 +50,7 @@ const SERVERS = ['go', 'wiremesh'] as const;
 type ServerName = (typeof SERVERS)[number];
 
 const start = (name: ServerName, tls: boolean): Promise<Running> =>
-  name === 'go' ? startGoDerper(RELAY_CPU, tls) : startWiremeshDerper(RELAY_CPU, tls, wmNodeFlags);
+  name === 'go' ? startGoDerper(RELAY_CPU, tls) : startWiremeshDerper(RELAY_CPU, tls, wmNodeFlags, a['wm-dir']);
 
 interface Result {
   test: string;
@@ -88,7 +92,7 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   for (const tls of transports) {
     const throughputCfgs = sizes.flatMap((size) => pairsList.map((pairs) => ({ size, pairs, args: ['--size', String(size), '--pairs', String(pairs)] })));
-    const latencyCfgs = sizes.flatMap((size) => [
+    const latencyCfgs = list(a['latency-sizes']).flatMap((size) => [
       { size, pairs: 0, args: ['--size', String(size)] },
       { size, pairs: Number(a['bg-pairs']), args: ['--size', String(size), '--bg-pairs', a['bg-pairs'], '--bg-kfps', a['bg-kfps']] },
     ]);
@@ -105,7 +109,7 @@ async function main(): Promise<void> {
     }
     if (tests.has('idle')) {
       // A fresh server per run: RSS growth left by earlier tests would hide the per-connection cost.
-      for (let run = 0; run < runs; run++) {
+      for (let run = 0; run < Number(a['idle-runs']); run++) {
         for (const name of run % 2 === 0 ? SERVERS : [...SERVERS].reverse()) {
           const s = await start(name, tls);
           try {
@@ -154,7 +158,7 @@ function throughputTable(test: string): string {
 function latencyTable(): string {
   const rows = ['| transport | size | background | Go p50 / p99 µs | wiremesh p50 / p99 µs | **p99 ratio** | bg kfps Go / wm |', '|---|---|---|---|---|---|---|'];
   for (const tls of transports) {
-    for (const size of sizes) {
+    for (const size of list(a['latency-sizes'])) {
       for (const pairs of [0, Number(a['bg-pairs'])]) {
         const g = (s: ServerName, k: string): number => med('latency', tls, size, pairs, s, k);
         const bg = pairs === 0 ? 'idle' : `${pairs} pairs @ ${a['bg-kfps']} kfps`;
@@ -175,7 +179,7 @@ function idleTable(): string {
 }
 
 function report(): string {
-  const parts = [`Medians of ${runs} runs; relay on CPU ${RELAY_CPU}, load generator on CPU ${LOADGEN_CPU}; ${a.seconds} s window after ${a.warmup} s warm-up.`];
+  const parts = [`Medians of ${runs} runs (idle memory: ${a['idle-runs']}); relay on CPU ${RELAY_CPU}, load generator on CPU ${LOADGEN_CPU}; ${a.seconds} s window after ${a.warmup} s warm-up.`];
   if (tests.has('greedy')) parts.push('### Throughput, greedy senders (write until write() is false, wait for drain)', throughputTable('greedy'));
   if (tests.has('window')) parts.push(`### Throughput, closed loop (${a.window} frames in flight per sender)`, throughputTable('window'));
   if (tests.has('latency')) parts.push('### Added latency (RTT/2 of a 1-packet ping-pong)', latencyTable());

@@ -108,11 +108,11 @@ export async function startGoDerper(cpu: number, tls: boolean): Promise<Running>
 }
 
 /** The wiremesh derper; it prints `derper: listening http(s)=HOST:PORT stun=PORT`. */
-export async function startWiremeshDerper(cpu: number, tls: boolean, nodeFlags: string[] = []): Promise<Running> {
+export async function startWiremeshDerper(cpu: number, tls: boolean, nodeFlags: string[] = [], checkout = ROOT): Promise<Running> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wm-bench-wm-'));
   const argv = [NODE, ...nodeFlags, 'bin/wiremesh.js', 'derper', '-a', '127.0.0.1:0', '--stun-port', '0', '-c', path.join(dir, 'derper.key')];
   if (tls) argv.push('--certmode', 'manual', '--hostname', '127.0.0.1', '--certdir', dir, '--http-port', '-1');
-  const child = spawnPinned(cpu, argv);
+  const child = spawnPinned(cpu, argv, checkout);
   const m = await waitFor(child, /derper: listening https?=[^\s]*:(\d+) stun=(\d+)/, 'wiremesh derper');
   return { name: 'wiremesh', pid: child.pid!, host: '127.0.0.1', port: Number(m[1]), stunPort: Number(m[2]), tls, stop: stopper(child, dir) };
 }

@@ -5,14 +5,14 @@ set -euo pipefail
 TS_VERSION=v1.102.3
 if [ "$(id -u)" != 0 ]; then echo "install-lab-deps: needs root (apt-get)" >&2; exit 1; fi
 need_apt=0
-for b in turnserver turnutils_stunclient miniupnpd upnpc natpmpc wireguard-go wg iptables iptables-legacy nft conntrack socat iperf3 chromium; do
+for b in turnserver turnutils_stunclient miniupnpd upnpc natpmpc wireguard-go wg iptables iptables-legacy ip6tables nft conntrack socat iperf3 chromium ping ss openssl; do
   command -v "$b" >/dev/null 2>&1 || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     coturn miniupnpd-nftables miniupnpc natpmpc iperf3 iputils-ping socat netcat-openbsd tcpdump stun-client \
-    wireguard-go wireguard-tools iptables nftables conntrack iproute2 chromium >/dev/null
+    wireguard-go wireguard-tools iptables nftables conntrack iproute2 chromium openssl >/dev/null
 fi
 GOBIN_DIR="$(go env GOPATH)/bin"
 for cmd in derper derpprobe stunc; do

@@ -15,6 +15,12 @@ export const MESH_BACKOFF_JITTER = 0.2;
 export const MESH_BACKOFF_RESET_AFTER_MS = 10_000;
 /** Most `--mesh-with` entries: each is a permanent connection and a full copy of that peer's client list. */
 export const MESH_MAX_PEERS = 64;
+/**
+ * Forwarded packets accepted for a peer connection beyond its transport's high-water mark, until it drains; more
+ * are dropped (counted in Mesh.forwardDrops). Go blocks the sender instead; we cannot block, and without a bound
+ * a stalled peer would buffer without limit.
+ */
+export const MESH_FORWARD_BACKLOG_BYTES = 1024 * 1024;
 /** Env var that makes the mesh dial plain HTTP instead of TLS (Go's name; also honoured by Go's derper). */
 export const MESH_PLAIN_HTTP_ENV = 'TS_DEBUG_USE_DERP_HTTP';
 

@@ -21,7 +21,7 @@ import { realClock, type Clock, type Timer } from '../time/clock.ts';
 import { keyId, shortKey, type NodePrivate, type NodePublic } from '../types/key.ts';
 import {
   MESH_BACKOFF_FACTOR, MESH_BACKOFF_INITIAL_MS, MESH_BACKOFF_JITTER, MESH_BACKOFF_MAX_MS, MESH_BACKOFF_RESET_AFTER_MS,
-  MESH_MAX_PEERS, MESH_PLAIN_HTTP_ENV,
+  MESH_FORWARD_BACKLOG_BYTES, MESH_MAX_PEERS, MESH_PLAIN_HTTP_ENV,
 } from './limit-constants.ts';
 
 export interface MeshPeerSpec {
@@ -213,12 +213,25 @@ export class Mesh {
     const server = this.#o.server;
     const learned = new Map<string, NodePublic>();
     const selfId = keyId(server.publicKey);
+    // Past the transport's high-water mark, up to MESH_FORWARD_BACKLOG_BYTES more are accepted until it drains.
+    let backlog = 0;
+    let waiting = false;
     const fwd: PacketForwarder = {
       name: r.spec.host,
       forwardPacket: (src, dst, packet) => {
         if (!client.writable) {
-          this.forwardDrops++;
-          return;
+          if (backlog + packet.length > MESH_FORWARD_BACKLOG_BYTES) {
+            this.forwardDrops++;
+            return;
+          }
+          backlog += packet.length;
+          if (!waiting) {
+            waiting = true;
+            void client.drained().then(() => {
+              backlog = 0;
+              waiting = false;
+            });
+          }
         }
         try {
           client.forwardPacket(src, dst, packet);

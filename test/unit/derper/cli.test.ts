@@ -61,9 +61,9 @@ test('derper CLI: --version, usage errors and unsupported flags', () => {
   const v = run('-version');
   assert.equal(v.status, 0);
   assert.match(v.stdout, /^wiremesh derper \d+\.\d+\.\d+\n$/);
-  const mesh = run('-mesh-with', 'a:1');
+  const mesh = run('-mesh-with', 'http://a:1');
   assert.equal(mesh.status, 2);
-  assert.match(mesh.stderr, /--mesh-with is not supported yet/);
+  assert.match(mesh.stderr, /--mesh-with entry/);
   const unknown = run('--bogus');
   assert.equal(unknown.status, 2);
   assert.match(unknown.stderr, /unknown option/);

@@ -31,7 +31,7 @@ test('parseDerperFlags: Go defaults', () => {
   assert.equal(f.stun, true);
   assert.equal(f.derp, true);
   assert.equal(f.dev, false);
-  assert.equal(f.verifyClientUrlFailOpen, true);
+  assert.equal(f.verifyClientUrlFailOpen, false, 'fail-closed by default (Go: fail-open), docs/derper.md');
   assert.equal(f.tcpWriteTimeoutMs, 2000);
   assert.equal(f.tcpKeepAliveMs, 600_000);
   assert.deepEqual(f.bootstrapDnsNames, []);
@@ -58,10 +58,18 @@ test('parseDerperFlags: Go-style command lines', () => {
 });
 
 test('parseDerperFlags: unsupported features and bad values are refused clearly', () => {
-  for (const argv of [['-mesh-with', 'a:1,b:2'], ['--rate-config=/x'], ['-accept-connection-limit', '10'], ['-verify-clients'], ['--ace'], ['-secrets-url=https://x'], ['-tcp-user-timeout=5s'], ['-unpublished-bootstrap-dns-names=x']]) {
+  for (const argv of [['-verify-clients'], ['--ace'], ['-secrets-url=https://x'], ['-tcp-user-timeout=5s'], ['-unpublished-bootstrap-dns-names=x']]) {
     assert.throws(() => parseDerperFlags(argv), (e: Error & { code?: string }) => e.code === 'derper_usage' && /not supported yet/.test(e.message), argv.join(' '));
   }
   assert.doesNotThrow(() => parseDerperFlags(['-verify-clients=false']));
+  for (const argv of [['-mesh-with', 'http://a:1'], ['-accept-connection-limit', '0'], ['-accept-connection-burst', '0'], ['-max-conns-per-ip', '-1']]) {
+    assert.throws(() => parseDerperFlags(argv), { code: 'derper_usage' }, argv.join(' '));
+  }
+  const m = parseDerperFlags(['-mesh-with', 'a:1,b:2/10.0.0.2', '-rate-config=/x', '-accept-connection-limit', '10', '-accept-connection-burst', '20', '-max-conns-per-ip', '5']);
+  assert.deepEqual(m.meshWith, [{ host: 'a:1', dialHost: null }, { host: 'b:2', dialHost: '10.0.0.2' }]);
+  assert.equal(m.rateConfig, '/x');
+  assert.deepEqual(m.acceptLimits, { perSecond: 10, burst: 20, maxPerIp: 5 });
+  assert.equal(parseDerperFlags([]).acceptLimits.perSecond, Infinity);
   assert.throws(() => parseDerperFlags(['-stun-port', '70000']), { code: 'derper_usage' });
   assert.throws(() => parseDerperFlags(['-http-port', '-2']), { code: 'derper_usage' });
   assert.throws(() => parseDerperFlags(['-home', 'ftp://x']), /unsupported --home/);
