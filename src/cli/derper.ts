@@ -20,7 +20,7 @@ import { flagsFromEnv, logEnvFlags } from '../derper/env.ts';
 import { LETSENCRYPT_DIRECTORY_URL, SHUTDOWN_TIMEOUT_MS } from '../derper/ops-constants.ts';
 import { closeWithin } from '../derper/shutdown.ts';
 import { DEFAULT_ACCEPT_BURST, DEFAULT_MAX_CONNS_PER_IP } from '../derper/limit-constants.ts';
-import { parseAcceptLimitFlags, type AcceptLimits } from '../derper/limits.ts';
+import { parseAcceptLimitFlags, queueDepthFromEnv, type AcceptLimits } from '../derper/limits.ts';
 import { meshTransportFromEnv, parseMeshWith, type MeshPeerSpec } from '../derper/mesh.ts';
 import { defaultMeshPskFile, loadOrCreateKeyFile, parseMeshKey, readMeshKeyFile } from '../derper/keyfile.ts';
 
@@ -269,6 +269,7 @@ export async function configFromFlags(f: DerperFlags, env: NodeJS.ProcessEnv, lo
     ...meshTransportFromEnv(env),
     acceptLimits: f.acceptLimits,
     rateConfigPath: f.rateConfig,
+    ...queueDepthFromEnv(env, logger),
     debugPolicy: debugPolicyFromEnv(env, logger),
     logger,
   };

@@ -17,8 +17,8 @@ import { cryptoRandom } from '../stun/client.ts';
 import { realClock } from '../time/clock.ts';
 import * as C from '../prober/constants.ts';
 import { derpClientDialer } from '../prober/derp-conn.ts';
-import { DerpProber } from '../prober/derp-prober.ts';
-import { loadDerpMap } from '../prober/derpmap-load.ts';
+import { DerpProber, type DerpProberOptions } from '../prober/derp-prober.ts';
+import { loadDerpMap } from '../derpmap/load.ts';
 import { listenProberHttp } from '../prober/http.ts';
 import { Prober, type ProbeInfo } from '../prober/prober.ts';
 import { formatGoDuration } from '../prober/util.ts';
@@ -42,7 +42,10 @@ const VALUES: Record<string, string> = {
 
 export const FLAG_NAMES: FlagNames = { bools: new Set(Object.keys(BOOLS)), values: new Set(Object.keys(VALUES)), shorts: new Map() };
 
-export interface DerpprobeFlags {
+/** The probe settings are DerpProberOptions' own fields; the rest is wiring for this command. */
+type ProbeSettings = Pick<DerpProberOptions, 'meshIntervalMs' | 'stunIntervalMs' | 'tlsIntervalMs' | 'bwIntervalMs' | 'bwProbeSizeBytes' | 'qdPacketsPerSecond' | 'qdPacketTimeoutMs' | 'regionCode'>;
+
+export interface DerpprobeFlags extends ProbeSettings {
   derpMap: string;
   listen: { host: string; port: number };
   once: boolean;
@@ -50,14 +53,6 @@ export interface DerpprobeFlags {
   dev: boolean;
   verbose: boolean;
   intervalMs: number;
-  meshIntervalMs: number;
-  stunIntervalMs: number;
-  tlsIntervalMs: number;
-  bwIntervalMs: number;
-  bwProbeSizeBytes: number;
-  qdPacketsPerSecond: number;
-  qdPacketTimeoutMs: number;
-  regionCode: string;
   meshPskFile: string;
 }
 
@@ -157,17 +152,11 @@ export async function run(argv: string[]): Promise<number> {
     once: f.once,
     onResult: (name, r) => { if (!r.ok) log.warn('probe failed', { name, err: r.error }); },
   });
+  const { derpMap: _m, listen: _l, once: _o, spread: _s, dev: _d, verbose: _v, intervalMs: _i, meshPskFile: _p, ...settings } = f;
   const derp = new DerpProber(prober, {
     derpMapUrl: f.derpMap,
     loadMap: loadDerpMap,
-    meshIntervalMs: f.meshIntervalMs,
-    stunIntervalMs: f.stunIntervalMs,
-    tlsIntervalMs: f.tlsIntervalMs,
-    bwIntervalMs: f.bwIntervalMs,
-    bwProbeSizeBytes: f.bwProbeSizeBytes,
-    qdPacketsPerSecond: f.qdPacketsPerSecond,
-    qdPacketTimeoutMs: f.qdPacketTimeoutMs,
-    regionCode: f.regionCode,
+    ...settings,
     ...(meshKey !== undefined ? { meshKey } : {}),
     dial: derpClientDialer(),
     openUdp: (family) => listenUdp({ family }),

@@ -5,7 +5,8 @@
  */
 import { Command, Option } from 'commander';
 import { WiremeshError } from '../errors.ts';
-import { DEFAULT_DERP_MAP_URL, loadDerpMap, realNetcheckDeps } from '../netcheck/adapters.ts';
+import { derpMapSourceUrl, loadDerpMap } from '../derpmap/load.ts';
+import { DEFAULT_DERP_MAP_URL, realNetcheckDeps } from '../netcheck/adapters.ts';
 import { runNetcheck, type PortMapResult } from '../netcheck/client.ts';
 import { explain, formatExplanation } from '../netcheck/explain.ts';
 import { formatJSON, formatText, reportToJSON } from '../netcheck/report.ts';
@@ -51,7 +52,7 @@ export async function run(argv: string[]): Promise<number> {
   const f = cmd.opts<Flags>();
   const log = f.verbose ? (l: string): void => void process.stderr.write(`${l}\n`) : undefined;
   try {
-    const dm = await loadDerpMap(f.derpMap);
+    const dm = await loadDerpMap(derpMapSourceUrl(f.derpMap));
     const portMapProbe = f.portmap ? await loadPortMapProbe() : undefined;
     const deps = realNetcheckDeps({
       ...(f.bindAddress === undefined ? {} : { bindAddress: f.bindAddress }),

@@ -19,7 +19,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { rootCertificates } from 'node:tls';
-import { Client, axios as acmeAxios, crypto as acmeCrypto, setLogger } from 'acme-client';
 import { WiremeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Clock, Timer } from '../time/clock.ts';
@@ -85,6 +84,9 @@ async function readIfExists(file: string): Promise<string | null> {
 }
 
 const msg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** acme-client (and axios under it) takes seconds to load: only `--certmode letsencrypt` pays for it. */
+const loadAcme = (): Promise<typeof import('acme-client')> => import('acme-client');
 
 export class AcmeManager {
   readonly #o: AcmeOptions;
@@ -205,7 +207,7 @@ export class AcmeManager {
       createPrivateKey(existing);
       return existing;
     }
-    const pem = (await acmeCrypto.createPrivateEcdsaKey('P-256')).toString();
+    const pem = (await (await loadAcme()).crypto.createPrivateEcdsaKey('P-256')).toString();
     await writeFileAtomic(file, pem, 0o600);
     this.#o.logger.info('created ACME account key', { path: file });
     return pem;
@@ -214,6 +216,7 @@ export class AcmeManager {
   async #issue(): Promise<LoadedCert> {
     const o = this.#o;
     await mkdir(o.certDir, { recursive: true, mode: 0o700 });
+    const { Client, axios: acmeAxios, crypto: acmeCrypto, setLogger } = await loadAcme();
     if (o.caFile !== null) {
       const ca = await readFile(o.caFile, 'utf8');
       acmeAxios.defaults.httpsAgent = new https.Agent({ ca: [...rootCertificates, ca] });

@@ -71,6 +71,8 @@ export interface DerperConfig {
   meshTls?: { ca?: string | Buffer; insecure?: boolean };
   /** Accept rate/burst and per-IP cap on the main listener (limits.ts); absent = none. */
   acceptLimits?: AcceptLimits;
+  /** Per-connection send queue depth (TS_DEBUG_DERP_PER_CLIENT_SEND_QUEUE_DEPTH); default the engine's 32. */
+  queueDepth?: number;
   /** `--rate-config` file ('' or absent = none); re-read by reloadRateConfig(). */
   rateConfigPath?: string;
 }
@@ -141,6 +143,7 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
     clock,
     logger: logger.child({ c: 'derp' }),
     writeTimeoutMs: cfg.tcpWriteTimeoutMs,
+    ...(cfg.queueDepth === undefined ? {} : { queueDepth: cfg.queueDepth }),
     ...(cfg.verifyClientUrl === '' ? {} : { verifyClient: urlVerifier({ url: cfg.verifyClientUrl, failOpen: cfg.verifyClientUrlFailOpen, logger }) }),
   });
   if ((cfg.meshWith?.length ?? 0) > 0 && cfg.meshKey === null) throw new WiremeshError('derper_usage', '--mesh-with requires a mesh key (--mesh-psk-file, or TAILSCALE_DERPER_MESH_KEY with --dev)');

@@ -13,6 +13,14 @@ export const MESH_BACKOFF_MAX_MS = 30_000;
 export const MESH_BACKOFF_JITTER = 0.2;
 /** A mesh connection that stayed up this long resets the backoff to its initial delay. */
 export const MESH_BACKOFF_RESET_AFTER_MS = 10_000;
+/**
+ * A mesh connection is pinged this often; no Pong within MESH_PING_TIMEOUT_MS closes and redials it. Without it a
+ * silently partitioned peer (no FIN/RST) would keep its keys registered and black-hole their packets until TCP
+ * gave up (minutes); the server's own KeepAlive (60 s) is too slow to rely on.
+ */
+export const MESH_PING_INTERVAL_MS = 15_000;
+/** The Go client's Ping budget (spec §14). */
+export const MESH_PING_TIMEOUT_MS = 5_000;
 /** Most `--mesh-with` entries: each is a permanent connection and a full copy of that peer's client list. */
 export const MESH_MAX_PEERS = 64;
 /**
@@ -24,6 +32,10 @@ export const MESH_FORWARD_BACKLOG_BYTES = 1024 * 1024;
 /** Env var that makes the mesh dial plain HTTP instead of TLS (Go's name; also honoured by Go's derper). */
 export const MESH_PLAIN_HTTP_ENV = 'TS_DEBUG_USE_DERP_HTTP';
 
+/** Env var overriding the per-connection send queue depth (Go's name; default 32 in the engine). */
+export const QUEUE_DEPTH_ENV = 'TS_DEBUG_DERP_PER_CLIENT_SEND_QUEUE_DEPTH';
+/** Largest accepted queue depth: 2 queues × this × 64 KiB is the worst-case queued memory per connection. */
+export const MAX_QUEUE_DEPTH = 4096;
 /** Largest `--rate-config` file read: it holds two numbers. */
 export const RATE_CONFIG_MAX_BYTES = 64 * 1024;
 

@@ -15,7 +15,7 @@ import { WiremeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Clock } from '../time/clock.ts';
 import { unmapAddress } from './access.ts';
-import { RATE_CONFIG_MAX_BYTES } from './limit-constants.ts';
+import { MAX_QUEUE_DEPTH, QUEUE_DEPTH_ENV, RATE_CONFIG_MAX_BYTES } from './limit-constants.ts';
 
 export interface AcceptLimits {
   /** New connections per second; Infinity = no rate limit (Go's default +Inf). */
@@ -158,4 +158,19 @@ export function parseAcceptLimitFlags(limit: string, burst: string, perIp: strin
   if (!/^\d+$/.test(burst) || Number(burst) < 1 || !Number.isSafeInteger(Number(burst))) throw bad('accept-connection-burst', burst, 'an integer >= 1');
   if (!/^\d+$/.test(perIp) || !Number.isSafeInteger(Number(perIp))) throw bad('max-conns-per-ip', perIp, 'an integer >= 0');
   return { perSecond, burst: Number(burst), maxPerIp: Number(perIp) };
+}
+
+/**
+ * Go's TS_DEBUG_DERP_PER_CLIENT_SEND_QUEUE_DEPTH: the depth of each per-connection send queue (default 32, §9.3).
+ * Out-of-range or non-integer values are ignored with a warning rather than failing start-up (Go ignores them too).
+ */
+export function queueDepthFromEnv(env: NodeJS.ProcessEnv, logger: Logger): { queueDepth?: number } {
+  const v = env[QUEUE_DEPTH_ENV];
+  if (v === undefined || v === '') return {};
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > MAX_QUEUE_DEPTH) {
+    logger.warn(`${QUEUE_DEPTH_ENV} ignored`, { value: v, want: `1..${MAX_QUEUE_DEPTH}` });
+    return {};
+  }
+  return { queueDepth: n };
 }

@@ -21,7 +21,7 @@ import { realClock, type Clock, type Timer } from '../time/clock.ts';
 import { keyId, shortKey, type NodePrivate, type NodePublic } from '../types/key.ts';
 import {
   MESH_BACKOFF_FACTOR, MESH_BACKOFF_INITIAL_MS, MESH_BACKOFF_JITTER, MESH_BACKOFF_MAX_MS, MESH_BACKOFF_RESET_AFTER_MS,
-  MESH_FORWARD_BACKLOG_BYTES, MESH_MAX_PEERS, MESH_PLAIN_HTTP_ENV,
+  MESH_FORWARD_BACKLOG_BYTES, MESH_MAX_PEERS, MESH_PING_INTERVAL_MS, MESH_PING_TIMEOUT_MS, MESH_PLAIN_HTTP_ENV,
 } from './limit-constants.ts';
 
 export interface MeshPeerSpec {
@@ -96,6 +96,9 @@ export interface MeshOptions {
   logger?: Logger;
   /** Uniform [0, 1) for backoff jitter; default Math.random. */
   random?: () => number;
+  /** Liveness ping period and Pong budget (defaults MESH_PING_INTERVAL_MS / MESH_PING_TIMEOUT_MS). */
+  pingIntervalMs?: number;
+  pingTimeoutMs?: number;
   /** Test seam: how a peer is dialed (default DerpClient.connect). */
   connect?: (url: string, opts: DerpClientOptions) => Promise<DerpClient>;
 }
@@ -242,6 +245,14 @@ export class Mesh {
     };
     r.client = client;
     r.status.state = 'connected';
+    let deadPeer: Error | null = null;
+    const pinger = this.#clock.setInterval(() => {
+      client.ping(undefined, this.#o.pingTimeoutMs ?? MESH_PING_TIMEOUT_MS).catch((e: unknown) => {
+        if (!(e instanceof WiremeshError && e.code === 'ping_timeout')) return; // closed meanwhile
+        deadPeer ??= new WiremeshError('mesh_peer_unresponsive', `mesh peer did not answer a ping: ${e.message}`);
+        client.close();
+      });
+    }, this.#o.pingIntervalMs ?? MESH_PING_INTERVAL_MS);
     try {
       client.watchConns();
       for await (const m of client.recv()) {
@@ -258,8 +269,10 @@ export class Mesh {
         r.status.keys = learned.size;
       }
       const err = await client.closed;
+      if (deadPeer !== null) throw deadPeer;
       if (err !== null) throw err;
     } finally {
+      pinger.cancel();
       r.client = null;
       client.close();
       for (const key of learned.values()) server.removePacketForwarder(key, fwd);

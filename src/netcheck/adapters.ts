@@ -1,55 +1,29 @@
 /**
  * netcheck adapters (DESIGN.md layer 3; spec/nat-traversal.md §7.2–§7.3): the real implementations of the
  * engine's seams — UDP sockets, DNS, the HTTPS `/derp/latency-check` fallback over a pre-dialed TLS connection,
- * the `/generate_204` captive-portal check, the TTL-limited hop check (via the system `ping`), and loading a DERP
- * map from a file or URL. Nothing here decides anything; src/netcheck/client.ts does.
+ * the `/generate_204` captive-portal check and the TTL-limited hop check (via the system `ping`). Loading the
+ * DERP map lives in src/derpmap/load.ts. Nothing here decides anything; src/netcheck/client.ts does.
  */
 import { execFile } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
-import { readFile, stat } from 'node:fs/promises';
 import http from 'node:http';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { WiremeshError } from '../errors.ts';
 import type { PacketConn } from '../net/packet.ts';
+import { derpPort, type DerpNode } from '../derpmap/derpmap.ts';
 import { listenUdp } from '../net/udp.ts';
 import { cryptoRandom } from '../stun/client.ts';
 import { realClock } from '../time/clock.ts';
 import type { NetcheckDeps } from './client.ts';
 import {
   CAPTIVE_CHALLENGE_HEADER, CAPTIVE_PORTAL_MAX_ENDPOINTS, CAPTIVE_PORTAL_TIMEOUT_MS, CAPTIVE_RESPONSE_HEADER,
-  HOP_PROBE_TIMEOUT_MS, ICMP_TIMEOUT_MS, LATENCY_CHECK_MAX_BYTES, LATENCY_CHECK_PATH, MAX_DERP_MAP_BYTES, NetcheckErrorCode,
+  HOP_PROBE_TIMEOUT_MS, ICMP_TIMEOUT_MS, LATENCY_CHECK_MAX_BYTES, LATENCY_CHECK_PATH, NetcheckErrorCode,
 } from './constants.ts';
-import { derpPort, parseDerpMap, type DerpMap, type DerpNode } from './derpmap.ts';
 import type { Family } from './plan.ts';
 
 /** Tailscale's default DERP map URL (used only when no --derp-map is given). */
 export const DEFAULT_DERP_MAP_URL = 'https://controlplane.tailscale.com/derpmap/default';
-
-/** Loads a DERP map from `file://…`, a plain path, or an http(s) URL (bounded by MAX_DERP_MAP_BYTES). */
-export async function loadDerpMap(source: string): Promise<DerpMap> {
-  if (/^https?:\/\//.test(source)) {
-    let res: Response;
-    try {
-      res = await fetch(source, { signal: AbortSignal.timeout(10_000) });
-    } catch (e) {
-      throw new WiremeshError(NetcheckErrorCode.DerpMapFetch, `fetching DERP map ${source}: ${(e as Error).message}`);
-    }
-    if (!res.ok) throw new WiremeshError(NetcheckErrorCode.DerpMapFetch, `fetching DERP map ${source}: HTTP ${res.status}`);
-    const buf = await res.arrayBuffer();
-    if (buf.byteLength > MAX_DERP_MAP_BYTES) throw new WiremeshError(NetcheckErrorCode.BadDerpMap, `DERP map larger than ${MAX_DERP_MAP_BYTES} bytes`);
-    return parseDerpMap(new TextDecoder().decode(buf));
-  }
-  const path = source.startsWith('file:') ? fileURLToPath(source) : source;
-  try {
-    if ((await stat(path)).size > MAX_DERP_MAP_BYTES) throw new WiremeshError(NetcheckErrorCode.BadDerpMap, `DERP map larger than ${MAX_DERP_MAP_BYTES} bytes`);
-    return parseDerpMap(await readFile(path, 'utf8'));
-  } catch (e) {
-    if (e instanceof WiremeshError) throw e;
-    throw new WiremeshError(NetcheckErrorCode.DerpMapFetch, `reading DERP map ${path}: ${(e as Error).message}`);
-  }
-}
 
 function nodeIPv4(n: DerpNode): string {
   return n.IPv4 !== undefined && isIP(n.IPv4) === 4 ? n.IPv4 : n.HostName;

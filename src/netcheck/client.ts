@@ -14,7 +14,7 @@ import {
   CAPTIVE_PORTAL_DELAY_MS, DOUBLE_NAT_MAX_HOPS, ENOUGH_REGIONS, ICMP_TIMEOUT_MS, MIN_STRAGGLER_WAIT_MS, REPORT_TIMEOUT_MS,
   STRAGGLER_WAIT_FACTOR, STUN_PHASE_MS,
 } from './constants.ts';
-import { sortedRegions, stunPort, type DerpMap, type DerpNode, type DerpRegion } from './derpmap.ts';
+import { sortedRegions, stunPort, type DerpMap, type DerpNode, type DerpRegion } from '../derpmap/derpmap.ts';
 import { makeProbePlan, type Family, type PreviousReport, type Probe } from './plan.ts';
 import { emptyReport, type Report } from './report.ts';
 

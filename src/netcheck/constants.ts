@@ -3,9 +3,6 @@
  * Where wiremesh is stricter than Tailscale (a 2 s full report instead of 5 s) the reason says so.
  */
 
-/** Default STUN port of a DERP node whose STUNPort is 0 (spec §7.2). */
-export const DEFAULT_STUN_PORT = 3478;
-
 /** Tries per region and address family in a full report, and the delay of each (spec §7.2: 0, 100, 200 ms). */
 export const FULL_REPORT_TRY_DELAYS_MS = [0, 100, 200] as const;
 /** Incremental reports probe only this many of the previous report's fastest regions plus home (spec §7.2). */
@@ -42,12 +39,6 @@ export const CAPTIVE_RESPONSE_HEADER = 'X-Tailscale-Response';
 export const LATENCY_CHECK_PATH = '/derp/latency-check';
 export const LATENCY_CHECK_MAX_BYTES = 8192;
 
-/** Largest DERP map accepted from a file or URL (Tailscale reads at most 1 MiB). */
-export const MAX_DERP_MAP_BYTES = 1 << 20;
-/** Bounds on a DERP map's size, so a hostile map cannot make netcheck send unbounded probes. */
-export const MAX_REGIONS = 256;
-export const MAX_NODES_PER_REGION = 16;
-
 /** Budget of the ICMPv4 echo fallback when UDP is blocked (spec §7.2: 1 s). */
 export const ICMP_TIMEOUT_MS = 1000;
 
@@ -58,8 +49,6 @@ export const HOP_PROBE_TIMEOUT_MS = 1000;
 
 /** Error codes (WiremeshError.code). */
 export const NetcheckErrorCode = {
-  BadDerpMap: 'netcheck_bad_derp_map',
-  DerpMapFetch: 'netcheck_derp_map_fetch',
   NoRegions: 'netcheck_no_regions',
   LatencyCheckFailed: 'netcheck_latency_check_failed',
 } as const;

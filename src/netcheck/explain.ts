@@ -4,7 +4,7 @@
  * "hard NAT", what each one's workaround is, what UDP-blocked, TLS-intercepting and captive networks mean.
  * Pure: report (+ DERP map for names) in, text out. Rules are listed in docs/netcheck.md.
  */
-import type { DerpMap } from './derpmap.ts';
+import type { DerpMap } from '../derpmap/derpmap.ts';
 import { formatLatency, type Report } from './report.ts';
 
 /** One explanation: what was measured, what it means, what to try (empty when nothing needs doing). */

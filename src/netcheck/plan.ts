@@ -5,7 +5,7 @@
  * incremental ones only the previous 3 fastest regions plus home, with retries spaced by the known latency.
  */
 import { isIP } from 'node:net';
-import { sortedRegions, stunPort, type DerpMap, type DerpNode, type DerpRegion } from './derpmap.ts';
+import { sortedRegions, stunPort, type DerpMap, type DerpNode, type DerpRegion } from '../derpmap/derpmap.ts';
 import { FULL_REPORT_TRY_DELAYS_MS, INCREMENTAL_DEFAULT_RETRY_MS, INCREMENTAL_FASTEST_REGIONS } from './constants.ts';
 
 export type Family = 4 | 6;

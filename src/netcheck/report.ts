@@ -4,7 +4,7 @@
  * `tailscale netcheck`. Pure: no I/O, the caller supplies the time. One wiremesh extension, `DoubleNAT`, is
  * documented in docs/netcheck.md.
  */
-import { sortedRegions, type DerpMap } from './derpmap.ts';
+import { sortedRegions, type DerpMap } from '../derpmap/derpmap.ts';
 
 /** Tailscale's opt.Bool: unknown/not checked is null. */
 export type OptBool = boolean | null;

@@ -8,7 +8,7 @@ import {
   PMP_EXTERNAL_ADDRESS_RESPONSE_LEN, PMP_MAP_REQUEST_LEN, PMP_MAP_RESPONSE_LEN, PMP_MIN_RESPONSE_LEN,
   PMP_RESPONSE_BIT, PMP_VERSION, PmpOpcode, PmpResult, PortmapErrorCode,
 } from './constants.ts';
-import { formatIPv4 } from './ip.ts';
+import { formatIp } from '../net/ip.ts';
 
 export type PmpProtocol = 'udp' | 'tcp';
 
@@ -100,7 +100,7 @@ export function parsePmpResponse(data: Uint8Array): PmpResponse | null {
     if (data.length < PMP_EXTERNAL_ADDRESS_RESPONSE_LEN) {
       throw new WiremeshError(PortmapErrorCode.Truncated, `NAT-PMP address response of ${data.length} bytes`);
     }
-    return { kind: 'externalAddress', epoch, externalIp: formatIPv4(data, 8) };
+    return { kind: 'externalAddress', epoch, externalIp: formatIp(data.subarray(8, 12)) };
   }
   if (data.length < PMP_MAP_RESPONSE_LEN) {
     throw new WiremeshError(PortmapErrorCode.Truncated, `NAT-PMP map response of ${data.length} bytes`);

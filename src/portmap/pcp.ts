@@ -8,7 +8,14 @@ import {
   IPPROTO_UDP, PCP_HEADER_LEN, PCP_MAP_LEN, PCP_MAX_MESSAGE_LEN, PCP_NONCE_LEN, PCP_RESPONSE_BIT, PCP_VERSION,
   PcpOpcode, PcpResult, PortmapErrorCode,
 } from './constants.ts';
-import { formatIp16, v4MappedBytes } from './ip.ts';
+import { formatIp, parseIPv4, v4Mapped } from '../net/ip.ts';
+
+/** 16 bytes `::ffff:a.b.c.d` for a dotted IPv4 address (RFC 6887 §5); throws PORTMAP_MALFORMED otherwise. */
+function v4MappedBytes(address: string): Uint8Array {
+  const v4 = parseIPv4(address);
+  if (v4 === null) throw new WiremeshError(PortmapErrorCode.Malformed, `not an IPv4 address: ${JSON.stringify(address)}`);
+  return v4Mapped(v4);
+}
 
 export interface PcpMapFields {
   nonce: Uint8Array;
@@ -117,7 +124,7 @@ export function parsePcpResponse(data: Uint8Array): PcpResponse | null {
       protocol: data[36] ?? 0,
       internalPort: v.getUint16(40),
       externalPort: v.getUint16(42),
-      externalIp: formatIp16(data, 44),
+      externalIp: formatIp(data.subarray(44, 60), true),
     };
   }
   return resp;

@@ -3,7 +3,7 @@
  * no TLS requirement, it moves `size` bytes as packets of at most BW_MAX_PACKET_SIZE with at most
  * BW_MAX_IN_FLIGHT in flight, verifying each packet; it exports the payload size and the total transfer time.
  */
-import type { DerpNode } from '../netcheck/derpmap.ts';
+import type { DerpNode } from '../derpmap/derpmap.ts';
 import { BW_MAX_IN_FLIGHT, BW_MAX_PACKET_SIZE } from './constants.ts';
 import type { PairProbeDeps } from './mesh.ts';
 import type { ProbeClass } from './prober.ts';

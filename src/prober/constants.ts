@@ -12,12 +12,6 @@ export const HISTORY_SIZE = 10;
 /** The `tls` probe fails when a non-self-signed certificate expires within this window (§18: 7 days). */
 export const EXPIRES_SOON_MS = 7 * 24 * 60 * 60 * 1000;
 
-/** Port used when a node's STUNPort is 0 (§17). */
-export const DEFAULT_STUN_PORT = 3478;
-
-/** Port used when a node's DERPPort is 0 (§17). */
-export const DEFAULT_DERP_PORT = 443;
-
 /** Per-attempt wait for a STUN answer (§18: 2 s). */
 export const STUN_ATTEMPT_TIMEOUT_MS = 2000;
 
@@ -41,9 +35,6 @@ export const QD_PACKET_SIZE = 260;
 
 /** A qd probe measures in windows of this length and reports one result per window; also its retry pause. */
 export const QD_WINDOW_MS = 10_000;
-
-/** Largest DERP map document accepted (Tailscale's default map is ~15 KiB; 4 MiB is generous and bounded). */
-export const MAX_DERP_MAP_BYTES = 4 * 1024 * 1024;
 
 /** Name of the probe that (re)loads the DERP map and reconciles the per-node probes (as Go's). */
 export const MAP_PROBE_NAME = 'derpmap-probe';

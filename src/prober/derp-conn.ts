@@ -8,9 +8,8 @@
 import net from 'node:net';
 import { WiremeshError } from '../errors.ts';
 import { DerpClient, type DerpMessage } from '../derp/client.ts';
-import type { DerpNode } from '../netcheck/derpmap.ts';
+import { derpPort, type DerpNode } from '../derpmap/derpmap.ts';
 import { generatePrivate, type NodePublic } from '../types/key.ts';
-import { DEFAULT_DERP_PORT } from './constants.ts';
 import { trustedRoots } from './roots.ts';
 import { abortable } from './util.ts';
 
@@ -59,7 +58,7 @@ export function dialHost(node: DerpNode): string {
 export function derpClientDialer(opts: { connectTimeoutMs?: number } = {}): DerpDialer {
   return async (node, o) => {
     const host = dialHost(node);
-    const port = node.DERPPort !== undefined && node.DERPPort > 0 ? node.DERPPort : DEFAULT_DERP_PORT;
+    const port = derpPort(node);
     const serverName = net.isIP(node.HostName) === 0 ? node.HostName : '';
     const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}/derp`;
     const insecure = node.InsecureForTests === true;

@@ -8,11 +8,10 @@
 import { WiremeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
-import type { DerpMap, DerpNode, DerpRegion } from '../netcheck/derpmap.ts';
-import { sortedRegions } from '../netcheck/derpmap.ts';
+import { derpPort, sortedRegions, type DerpMap, type DerpNode, type DerpRegion } from '../derpmap/derpmap.ts';
 import type { RandomBytes } from '../stun/client.ts';
 import { bwProbe } from './bw.ts';
-import { DEFAULT_DERP_PORT, MAP_CACHE_GRACE_MS, QD_WINDOW_MS } from './constants.ts';
+import { MAP_CACHE_GRACE_MS, QD_WINDOW_MS } from './constants.ts';
 import type { DerpDialer } from './derp-conn.ts';
 import { derpPath, meshProbe, type PairProbeDeps } from './mesh.ts';
 import type { ProbeClass, Prober } from './prober.ts';
@@ -95,7 +94,6 @@ export class DerpProber {
     for (const region of sortedRegions(map)) {
       if (!regionSelected(region, this.#o.regionCode)) continue;
       for (const n of region.Nodes) {
-        if (nodes.has(n.Name)) throw new WiremeshError('derpmap_duplicate_node', `derpmap has duplicate nodes: ${JSON.stringify(n.Name)}`);
         nodes.set(n.Name, { ...n, STUNOnly: false });
       }
     }
@@ -116,7 +114,7 @@ export class DerpProber {
         const labels = { region: region.RegionCode, region_id: String(region.RegionID), hostname: server.HostName };
         const base = `derp/${region.RegionCode}/${server.Name}`;
         if (o.tlsIntervalMs > 0) {
-          const port = server.DERPPort !== undefined && server.DERPPort > 0 ? server.DERPPort : DEFAULT_DERP_PORT;
+          const port = derpPort(server);
           out.push({ name: `${base}/tls`, intervalMs: o.tlsIntervalMs, labels, make: () => tlsProbe(server.HostName, port, o.wallNow) });
         }
         if (o.stunIntervalMs > 0) {

@@ -3,7 +3,7 @@
  * labelled derp_path="single"), two TLS prober clients with fresh keys (and the mesh key when given) exchange
  * MESH_PACKET_SIZE random bytes, which must arrive intact with Source = from's key.
  */
-import type { DerpNode } from '../netcheck/derpmap.ts';
+import type { DerpNode } from '../derpmap/derpmap.ts';
 import type { RandomBytes } from '../stun/client.ts';
 import { MESH_PACKET_SIZE } from './constants.ts';
 import type { DerpDialer } from './derp-conn.ts';

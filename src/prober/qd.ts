@@ -6,7 +6,7 @@
  * latency, and a failure when the connection breaks, a packet comes from the wrong source, or nothing at all
  * came back in the window.
  */
-import type { DerpNode } from '../netcheck/derpmap.ts';
+import type { DerpNode } from '../derpmap/derpmap.ts';
 import { shortKey } from '../types/key.ts';
 import { WiremeshError } from '../errors.ts';
 import { MESH_SETTLE_MS, QD_PACKET_SIZE, QD_WINDOW_MS } from './constants.ts';

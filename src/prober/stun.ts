@@ -8,7 +8,8 @@ import { WiremeshError, hasCode } from '../errors.ts';
 import { StunErrorCode } from '../stun/constants.ts';
 import type { PacketConn } from '../net/packet.ts';
 import { stunQuery, type RandomBytes } from '../stun/client.ts';
-import { DEFAULT_STUN_PORT, STUN_ATTEMPT_TIMEOUT_MS, STUN_RETRY_DELAY_MS } from './constants.ts';
+import { DEFAULT_STUN_PORT } from '../derpmap/constants.ts';
+import { STUN_ATTEMPT_TIMEOUT_MS, STUN_RETRY_DELAY_MS } from './constants.ts';
 import type { ProbeClass, ProbeContext } from './prober.ts';
 import { delay } from './util.ts';
 

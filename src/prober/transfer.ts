@@ -5,7 +5,7 @@
  * Source = from's key. KeepAlive and other frames are ignored. Both clients are closed whatever happens.
  */
 import { WiremeshError } from '../errors.ts';
-import type { DerpNode } from '../netcheck/derpmap.ts';
+import type { DerpNode } from '../derpmap/derpmap.ts';
 import type { Clock } from '../time/clock.ts';
 import { shortKey } from '../types/key.ts';
 import { MESH_SETTLE_MS } from './constants.ts';

@@ -17,7 +17,7 @@ import {
   Attr, AddressFamily, ATTR_HEADER_LEN, FINGERPRINT_ATTR_LEN, FINGERPRINT_XOR, HEADER_LEN, MAGIC_COOKIE,
   MAGIC_COOKIE_BYTES, MAX_SOFTWARE_LEN, MAX_UNKNOWN_ATTRIBUTES, MessageType, StunErrorCode, TAILNODE_SOFTWARE, TXID_LEN,
 } from './constants.ts';
-import { bytesToIp, ipToBytes, isV4Mapped } from './ip.ts';
+import { formatIp, isV4Mapped, parseIp } from '../net/ip.ts';
 
 export type RequestKind = 'tailnode' | 'rfc5389';
 
@@ -199,7 +199,8 @@ export function parseRequest(b: Uint8Array): StunRequest | null {
 
 /** Address bytes and family for a response; IPv4 and IPv4-mapped IPv6 both become family 1. */
 function familyBytes(address: string): Uint8Array {
-  const ip = ipToBytes(address);
+  const ip = parseIp(address);
+  if (ip === null) throw new WiremeshError(StunErrorCode.BadArgument, `not an IP address: ${JSON.stringify(address)}`);
   return isV4Mapped(ip) ? ip.subarray(12) : ip;
 }
 
@@ -285,7 +286,7 @@ function decodeMapped(v: Uint8Array, txid: Uint8Array | null): AddrPort | null {
     ip[i] = v[4 + i]! ^ key;
   }
   const port = txid === null ? u16(v, 2) : u16(v, 2) ^ (MAGIC_COOKIE >>> 16);
-  return { address: bytesToIp(ip, true), port };
+  return { address: formatIp(ip, true), port };
 }
 
 /**

@@ -41,6 +41,9 @@ async function exchange(server: DerpServerHandle): Promise<void> {
     assert.equal(ready.tls, secure);
     // Over TLS 1.3 with a derpkey meta certificate in the chain, derphttp fast-starts (spec §3.3).
     assert.equal(ready.fastStart, secure, `Go client fast start (TLS ${String(ready.tlsVersion)})`);
+    // With fast start Connect returns once ClientInfo is written; the server registers the key before it sends
+    // ServerInfo, so only after the Go client has read ServerInfo may we send to it (else: unknown_dest drop).
+    await go.waitEvent('serverInfo');
     const goKey = parseNodePublic(String(ready.publicKey));
     ts.send(goKey, Buffer.from('from ts 0'));
     ts.send(goKey, new Uint8Array(65536).fill(0x5a));

@@ -6,7 +6,7 @@
  * the real `tailscale` CLI. Every process is started through test/support/netns.ts and killed by PID; the temp
  * dir is removed by `close()`.
  */
-import { execFile, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -160,6 +160,14 @@ export class TailnetLab {
     const w = new Watched(child);
     this.#procs.push(w);
     return w;
+  }
+
+  /** GET `url` from inside the namespace (self-signed TLS accepted); returns the body. */
+  fetchText(url: string): string {
+    const script = 'fetch(process.argv[1]).then(async (r) => { if (!r.ok) throw new Error(String(r.status)); process.stdout.write(await r.text()); })';
+    return execFileSync('ip', ['netns', 'exec', this.ns, NODE, '-e', script, url], {
+      encoding: 'utf8', timeout: 30_000, env: { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: '0', NODE_NO_WARNINGS: '1' },
+    });
   }
 
   /** Kills everything by PID (SIGTERM, then SIGKILL), deletes the namespace and the temp dir. */

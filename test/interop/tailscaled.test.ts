@@ -29,10 +29,10 @@ async function up(n: TsNode, control: string): Promise<string> {
   return addr;
 }
 
-/** /debug/varz of the derper (read with curl inside the namespace) as name{labels} → value. */
+/** /debug/varz of the derper (fetched by a Node one-liner inside the namespace) as name{labels} → value. */
 function readVarz(lab: TailnetLab, port: number, tls: boolean): Map<string, number> {
   const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}/debug/varz`;
-  const r = lab.lab.exec(lab.ns, 'curl', ['-sS', '--max-time', '10', ...(tls ? ['-k'] : []), url]);
+  const r = lab.fetchText(url);
   const m = new Map<string, number>();
   for (const line of r.split('\n')) {
     const x = /^(\S+) (\S+)$/.exec(line);

@@ -4,8 +4,8 @@
  * are small JSON objects: this tests netcheck's decisions, not HTTP parsing (the real adapter does that).
  */
 import type { NetcheckDeps, PortMapResult } from '../../src/netcheck/client.ts';
-import type { DerpNode } from '../../src/netcheck/derpmap.ts';
-import { derpPort } from '../../src/netcheck/derpmap.ts';
+import type { DerpNode } from '../../src/derpmap/derpmap.ts';
+import { derpPort } from '../../src/derpmap/derpmap.ts';
 import type { Family } from '../../src/netcheck/plan.ts';
 import type { Host, Router } from './network.ts';
 

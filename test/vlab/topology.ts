@@ -4,7 +4,7 @@
  * (easy, hard, UDP blocked, stateful firewall, double NAT, captive portal), the NAT types Linux cannot build, and
  * a dual-stack host (IPv6 routed through a stateful firewall).
  */
-import type { DerpMap } from '../../src/netcheck/derpmap.ts';
+import type { DerpMap } from '../../src/derpmap/derpmap.ts';
 import { OPEN_FIREWALL, type FirewallConfig } from './firewall.ts';
 import { makeCaptivePortal, serveDerpHttp } from './http.ts';
 import { Filtering, Mapping, natConfig, PortAssignment, type NatConfig } from './nat.ts';

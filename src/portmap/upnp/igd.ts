@@ -8,7 +8,7 @@ import {
   PortmapErrorCode, UPNP_DESCRIPTION, UPNP_HTTP_TIMEOUT_MS, UPNP_MAX_DESCRIPTION_LEN, UPNP_MAX_SOAP_RESPONSE_LEN,
   UpnpError, UpnpService,
 } from '../constants.ts';
-import { isIPv4 } from '../ip.ts';
+import { parseIPv4 } from '../../net/ip.ts';
 import { parseDeviceDescription, type IgdService } from './description.ts';
 import {
   UpnpSoapError, addPortMappingArgs, encodeSoapRequest, parseSoapResponse, portMappingKeyArgs, type SoapArgs,
@@ -78,7 +78,7 @@ export class IgdClient {
   /** GetExternalIPAddress; rejects 0.0.0.0, loopback and non-IPv4 answers (spec §8.4). */
   async externalIp(): Promise<string> {
     const ip = (await this.call('GetExternalIPAddress', [])).get('NewExternalIPAddress') ?? '';
-    if (!isIPv4(ip) || ip === '0.0.0.0' || ip.startsWith('127.')) {
+    if (parseIPv4(ip) === null || ip === '0.0.0.0' || ip.startsWith('127.')) {
       throw new WiremeshError(PortmapErrorCode.Malformed, `unusable external IP ${JSON.stringify(ip)}`);
     }
     return ip;

@@ -8,17 +8,13 @@ import net from 'node:net';
 import fc from 'fast-check';
 import { decodeServerFrame, ip16ToString } from '../../../src/derp/client-messages.ts';
 import { encodePeerGone, encodePeerPresent } from '../../../src/derp/frame.ts';
-import { WiremeshError } from '../../../src/errors.ts';
 import { parseMeshPsk, parsePeerKey, parsePrivateKeyFile } from '../../../src/cli/derp.ts';
+import { returnsOrThrowsTyped } from '../typed-errors.ts';
 
 test('decodeServerFrame: any type/payload decodes or throws a WiremeshError', () => {
   fc.assert(fc.property(fc.integer({ min: 0, max: 255 }), fc.uint8Array({ maxLength: 80 }), (type, payload) => {
-    try {
-      const m = decodeServerFrame(type, payload);
-      assert.equal(typeof m.type, 'string');
-    } catch (e) {
-      assert.ok(e instanceof WiremeshError, String(e));
-    }
+    const m = returnsOrThrowsTyped(() => decodeServerFrame(type, payload));
+    if (m !== undefined) assert.equal(typeof m.type, 'string');
   }));
 });
 
@@ -72,11 +68,8 @@ test('CLI key parsers: accept the documented forms, reject everything else with 
   assert.equal(parsePrivateKeyFile(`{\n\t"PrivateKey": "privkey:${hex}"\n}`).length, 32);
   fc.assert(fc.property(fc.string({ maxLength: 80 }), (s) => {
     for (const f of [parsePeerKey, parseMeshPsk]) {
-      try {
-        assert.equal(f(s).length, 32);
-      } catch (e) {
-        assert.ok(e instanceof WiremeshError, String(e));
-      }
+      const k = returnsOrThrowsTyped(() => f(s));
+      if (k !== undefined) assert.equal(k.length, 32);
     }
   }));
 });

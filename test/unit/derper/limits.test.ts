@@ -17,7 +17,8 @@ import { FrameType } from '../../../src/derp/constants.ts';
 import { decodeServerKey, encodeFrame } from '../../../src/derp/frame.ts';
 import { RECEIVE_LIMIT_FRAME_COST_CAP } from '../../../src/derp/server/constants.ts';
 import { startDerper, type DerperConfig } from '../../../src/derper/derper.ts';
-import { AcceptLimiter, parseRateConfig } from '../../../src/derper/limits.ts';
+import { AcceptLimiter, parseAcceptLimitFlags, parseRateConfig, queueDepthFromEnv } from '../../../src/derper/limits.ts';
+import { silentLogger } from '../../../src/log.ts';
 import { WiremeshError } from '../../../src/errors.ts';
 import { ManualClock } from '../../../src/time/clock.ts';
 import { generatePrivate, toHex } from '../../../src/types/key.ts';
@@ -199,4 +200,16 @@ test('--rate-config file: loaded at start, announced in ServerInfo, honoured by 
   assert.equal(b.serverInfo.tokenBucketBytesPerSecond, undefined, 'rate 0 disables the limit');
   writeFileSync(file, '{bad');
   await assert.rejects(d.reloadRateConfig(), /rate config/);
+});
+
+test('flag/env parsing: accept limits (+Inf default, Go float syntax), queue depth env bounded', () => {
+  assert.deepEqual(parseAcceptLimitFlags('+Inf', '9007199254740991', '0'), { perSecond: Infinity, burst: Number.MAX_SAFE_INTEGER, maxPerIp: 0 });
+  assert.deepEqual(parseAcceptLimitFlags('0.5', '1', '7'), { perSecond: 0.5, burst: 1, maxPerIp: 7 });
+  assert.equal(parseAcceptLimitFlags('1e3', '2', '0').perSecond, 1000);
+  for (const [l, b, p] of [['0', '1', '0'], ['-1', '1', '0'], ['x', '1', '0'], ['1', '0', '0'], ['1', '1.5', '0'], ['1', '1', '-1']] as const) {
+    assert.throws(() => parseAcceptLimitFlags(l, b, p), (e) => e instanceof WiremeshError && e.code === 'derper_usage', `${l} ${b} ${p}`);
+  }
+  assert.deepEqual(queueDepthFromEnv({}, silentLogger), {});
+  assert.deepEqual(queueDepthFromEnv({ TS_DEBUG_DERP_PER_CLIENT_SEND_QUEUE_DEPTH: '64' }, silentLogger), { queueDepth: 64 });
+  for (const v of ['0', '-3', 'x', '4097']) assert.deepEqual(queueDepthFromEnv({ TS_DEBUG_DERP_PER_CLIENT_SEND_QUEUE_DEPTH: v }, silentLogger), {}, v);
 });

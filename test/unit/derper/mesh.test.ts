@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import fc from 'fast-check';
@@ -162,4 +162,42 @@ test('a mesh client without the right mesh key is not a mesh peer (its WatchConn
   await until(() => wrong.status()[0]!.lastError !== null, 'the connection to fail');
   assert.equal(s2.engine.metrics().gauge_watchers, 0);
   assert.equal(s1.engine.metrics().gauge_clients_remote, 0);
+});
+
+test('a silently partitioned peer (no FIN) is detected by ping, its keys unregistered, and redialed', { timeout: 15_000 }, async (t) => {
+  const s1 = await startNode();
+  const s2 = await startNode();
+  // A TCP proxy in front of server 2 that can "partition": stop relaying bytes without closing anything.
+  let partitioned = false;
+  const pairs: net.Socket[] = [];
+  const proxy = net.createServer((inbound) => {
+    const outbound = net.connect(s2.port, '127.0.0.1');
+    pairs.push(inbound, outbound);
+    for (const [from, to] of [[inbound, outbound], [outbound, inbound]] as const) {
+      from.on('data', (d: Buffer) => { if (!partitioned) to.write(d); });
+      from.on('error', () => {});
+      from.on('close', () => to.destroy());
+    }
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  const m1 = new Mesh({
+    server: s1.engine, privateKey: s1.priv, meshKey: MESH_KEY, peers: parseMeshWith(`127.0.0.1:${(proxy.address() as AddressInfo).port}`),
+    plainHttp: true, random: () => 0.5, pingIntervalMs: 200, pingTimeoutMs: 300,
+  });
+  const c = await dial(s2.port);
+  t.after(async () => {
+    c.close();
+    await m1.close();
+    for (const p of pairs) p.destroy();
+    proxy.close();
+    await Promise.all([s1.stop(), s2.stop()]);
+  });
+  await until(() => s1.engine.metrics().gauge_clients_remote >= 1, 'keys learned through the proxy');
+  await new Promise((r) => setTimeout(r, 600)); // pings answered meanwhile: still connected
+  assert.equal(m1.status()[0]!.state, 'connected');
+  partitioned = true;
+  await until(() => s1.engine.metrics().gauge_clients_remote === 0, 'keys unregistered after the missed pong', 3000);
+  assert.match(m1.status()[0]!.lastError ?? '', /did not answer a ping/);
+  partitioned = false;
+  await until(() => m1.status()[0]!.state === 'connected' && s1.engine.metrics().gauge_clients_remote >= 1, 'redialed after the partition heals', 5000);
 });

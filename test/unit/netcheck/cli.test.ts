@@ -86,5 +86,5 @@ test('a bad DERP map is a clear error with its code and exit status 1', async ()
     execFile(NODE, [path.join(ROOT, 'bin/wiremesh.js'), 'netcheck', '--derp-map', bad], { cwd: ROOT }, (err, _o, stderr) => resolve({ code: err === null ? 0 : Number(err.code), stderr }));
   });
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /netcheck_bad_derp_map/);
+  assert.match(r.stderr, /derpmap_invalid/);
 });

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { listenUdp } from '../../../src/net/udp.ts';
 import { choosePreferred, isPrivateV4, runNetcheck } from '../../../src/netcheck/client.ts';
 import { realNetcheckDeps } from '../../../src/netcheck/adapters.ts';
-import type { DerpMap } from '../../../src/netcheck/derpmap.ts';
+import type { DerpMap } from '../../../src/derpmap/derpmap.ts';
 import { buildResponse, parseRequest } from '../../../src/stun/codec.ts';
 
 const DM: DerpMap = {

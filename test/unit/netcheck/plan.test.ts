@@ -1,7 +1,7 @@
 // makeProbePlan as a table (spec/nat-traversal.md §7.2): full plan, families, disabled nodes, rotation, incremental.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { DerpMap, DerpNode } from '../../../src/netcheck/derpmap.ts';
+import type { DerpMap, DerpNode } from '../../../src/derpmap/derpmap.ts';
 import { makeProbePlan, nodeMightDo, type Probe } from '../../../src/netcheck/plan.ts';
 
 const node = (name: string, regionID: number, extra: Partial<DerpNode> = {}): DerpNode => ({ Name: name, RegionID: regionID, HostName: `${name}.example`, ...extra });

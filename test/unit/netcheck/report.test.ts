@@ -2,7 +2,7 @@
 // `tailscale netcheck`, and the JSON field names, opt-bools and nanosecond latencies of `--format=json`.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { DerpMap } from '../../../src/netcheck/derpmap.ts';
+import type { DerpMap } from '../../../src/derpmap/derpmap.ts';
 import { emptyReport, formatJSON, formatLatency, formatText, formatTime, goDuration, reportToJSON } from '../../../src/netcheck/report.ts';
 
 test('goDuration matches Go time.Duration.String()', () => {

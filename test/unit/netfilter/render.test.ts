@@ -10,7 +10,8 @@ import { iptSpec, parseIptablesSave, planIptables, renderIptablesSave, splitSpec
 import { exprKey, nftKey, nftText, parseNftJson, planNft } from '../../../src/netfilter/nftables.ts';
 import { chainRules, defaultConfig, desiredState, validateConfig, parseMode, type Rule } from '../../../src/netfilter/rules.ts';
 import { emptySnapshot, transitionSteps } from '../../../src/netfilter/state.ts';
-import { hasCode, WiremeshError } from '../../../src/errors.ts';
+import { hasCode } from '../../../src/errors.ts';
+import { returnsOrThrowsTyped } from '../typed-errors.ts';
 
 const C = { counter: { packets: 0, bytes: 0 } };
 /** `nft -j list ruleset` expressions of rules written with nftText (nft 1.0.6, kernel 6.18). */
@@ -81,13 +82,7 @@ describe('iptables-save parser', () => {
       }),
     );
     fc.assert(
-      fc.property(fc.string({ maxLength: 200 }), (s) => {
-        try {
-          parseIptablesSave(s);
-        } catch (e) {
-          assert.ok(e instanceof WiremeshError && e.code === 'NETFILTER_BAD_SAVE');
-        }
-      }),
+      fc.property(fc.string({ maxLength: 200 }), (s) => void returnsOrThrowsTyped(() => parseIptablesSave(s), 'NETFILTER_BAD_SAVE')),
     );
   });
 });
@@ -111,13 +106,7 @@ describe('nft -j parser', () => {
   });
   it('throws only NETFILTER_BAD_NFT_JSON on arbitrary input', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string(), fc.json(), fc.jsonValue().map((v) => JSON.stringify({ nftables: [v] }))), (s) => {
-        try {
-          parseNftJson(s);
-        } catch (e) {
-          assert.ok(e instanceof WiremeshError && e.code === 'NETFILTER_BAD_NFT_JSON', String(e));
-        }
-      }),
+      fc.property(fc.oneof(fc.string(), fc.json(), fc.jsonValue().map((v) => JSON.stringify({ nftables: [v] }))), (s) => void returnsOrThrowsTyped(() => parseNftJson(s), 'NETFILTER_BAD_NFT_JSON')),
     );
   });
 });

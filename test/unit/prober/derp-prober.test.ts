@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { ManualClock } from '../../../src/time/clock.ts';
 import { Prober } from '../../../src/prober/prober.ts';
 import { DerpProber, type DerpProberOptions } from '../../../src/prober/derp-prober.ts';
-import { parseDerpMap, type DerpMap } from '../../../src/netcheck/derpmap.ts';
+import { parseDerpMap, type DerpMap } from '../../../src/derpmap/derpmap.ts';
 import { onceReport } from '../../../src/cli/derpprobe.ts';
 import { FakeRegion, settle } from './fake-derp.ts';
 
@@ -79,8 +79,8 @@ test('interval 0 disables a class; --region-code takes a code or an ID; qd is no
 });
 
 test('duplicate node names fail the map probe', async () => {
-  const map = mapOf({ '900': { code: 'a', nodes: [node('x', 900)] }, '901': { code: 'b', nodes: [node('x', 901)] } });
-  const s = setup(() => map);
+  // parseDerpMap rejects the duplicate (spec/derp.md §17), so the map probe's load fails with that error.
+  const s = setup(() => mapOf({ '900': { code: 'a', nodes: [node('x', 900)] }, '901': { code: 'b', nodes: [node('x', 901)] } }));
   await finish(s);
   const r = onceReport(s.prober.list());
   assert.deepEqual(r.lines, ['bad: derpmap-probe: derpmap has duplicate nodes: "x"']);

@@ -3,7 +3,7 @@
  * relays to every other (a perfect mesh), and nodes can be taken down or made to corrupt/drop packets.
  */
 import type { DerpMessage } from '../../../src/derp/client.ts';
-import type { DerpNode } from '../../../src/netcheck/derpmap.ts';
+import type { DerpNode } from '../../../src/derpmap/derpmap.ts';
 import type { DerpDialer, ProbeConn } from '../../../src/prober/derp-conn.ts';
 import { generatePrivate, keyId, publicFromPrivate, type NodePublic } from '../../../src/types/key.ts';
 
