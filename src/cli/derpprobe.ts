@@ -152,11 +152,17 @@ export async function run(argv: string[]): Promise<number> {
     once: f.once,
     onResult: (name, r) => { if (!r.ok) log.warn('probe failed', { name, err: r.error }); },
   });
-  const { derpMap: _m, listen: _l, once: _o, spread: _s, dev: _d, verbose: _v, intervalMs: _i, meshPskFile: _p, ...settings } = f;
   const derp = new DerpProber(prober, {
     derpMapUrl: f.derpMap,
     loadMap: loadDerpMap,
-    ...settings,
+    meshIntervalMs: f.meshIntervalMs,
+    stunIntervalMs: f.stunIntervalMs,
+    tlsIntervalMs: f.tlsIntervalMs,
+    bwIntervalMs: f.bwIntervalMs,
+    bwProbeSizeBytes: f.bwProbeSizeBytes,
+    qdPacketsPerSecond: f.qdPacketsPerSecond,
+    qdPacketTimeoutMs: f.qdPacketTimeoutMs,
+    regionCode: f.regionCode,
     ...(meshKey !== undefined ? { meshKey } : {}),
     dial: derpClientDialer(),
     openUdp: (family) => listenUdp({ family }),
