@@ -15,7 +15,7 @@ import { goBinary, which } from '../test/support/gobin.ts';
 export const NOFILE = 20000;
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const NODE = path.join(ROOT, 'node_modules/.bin/node');
-const READY_TIMEOUT_MS = 20_000;
+const READY_TIMEOUT_MS = 60_000;
 
 export interface Running {
   name: string;

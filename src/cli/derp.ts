@@ -3,7 +3,8 @@
  * `tailscale debug derp`; spec/derp.md §3, §6, §11, §14). Flag parsing and wiring only; the protocol work is in
  * src/derp/client.ts. Text output is one line per event; `--format=json` prints one JSON object per line.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { cliCommand, commanderStatus } from './command.ts';
 import { readFileSync } from 'node:fs';
 import { DerpClient, type DerpClientOptions, type DerpMessage } from '../derp/client.ts';
 import { WiremeshError } from '../errors.ts';
@@ -147,8 +148,7 @@ export async function run(argv: string[]): Promise<number> {
       }
     };
 
-  const program = new Command('wiremesh derp').description('DERP client tools (debugging, scripting)').exitOverride()
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+  const program = cliCommand('wiremesh derp').description('DERP client tools (debugging, scripting)');
 
   addCommon(program.command('connect').description('connect, print the server key and info, and ping once'))
     .action(action(async (url, o, out) => {
@@ -235,7 +235,8 @@ export async function run(argv: string[]): Promise<number> {
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    const usage = commanderStatus(e);
+    if (usage !== null) return usage;
     throw e;
   }
   return status;

@@ -7,7 +7,7 @@
  * --listen and prints `derpprobe: listening on http://HOST:PORT` on stderr.
  */
 import { readFile } from 'node:fs/promises';
-import { Command, CommanderError } from 'commander';
+import { cliCommand, commanderStatus } from './command.ts';
 import { WiremeshError } from '../errors.ts';
 import { createLogger, silentLogger, type Logger } from '../log.ts';
 import { listenUdp } from '../net/udp.ts';
@@ -61,10 +61,8 @@ const camel = (s: string): string => s.replace(/-([a-z])/g, (_m, c: string) => c
 
 /** Parses argv (Go-style or commander-style); throws WiremeshError('derpprobe_usage') or CommanderError. */
 export function parseDerpprobeFlags(argv: readonly string[]): DerpprobeFlags {
-  const cmd = new Command('wiremesh derpprobe')
+  const cmd = cliCommand('wiremesh derpprobe')
     .description('monitor a DERP map (like Tailscale cmd/derpprobe); flags accept one or two dashes')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) })
     .allowExcessArguments(false);
   for (const [name, def] of Object.entries(BOOLS)) {
     cmd.option(`--${name}`, `(default ${def})`);
@@ -134,7 +132,8 @@ export async function run(argv: string[]): Promise<number> {
   try {
     f = parseDerpprobeFlags(argv);
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    const usage = commanderStatus(e);
+    if (usage !== null) return usage;
     process.stderr.write(`wiremesh derpprobe: ${(e as Error).message}\n`);
     return 2;
   }

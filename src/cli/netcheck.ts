@@ -3,7 +3,8 @@
  * §7.7, issue #3): runs one full netcheck report with its own sockets and prints it like `tailscale netcheck`,
  * as Tailscale's JSON, and/or as plain guidance. Flag parsing and wiring only.
  */
-import { Command, Option } from 'commander';
+import { Option } from 'commander';
+import { cliCommand, commanderStatus } from './command.ts';
 import { WiremeshError } from '../errors.ts';
 import { derpMapSourceUrl, loadDerpMap } from '../derpmap/load.ts';
 import { DEFAULT_DERP_MAP_URL, realNetcheckDeps } from '../netcheck/adapters.ts';
@@ -32,7 +33,7 @@ async function loadPortMapProbe(): Promise<(() => Promise<PortMapResult>) | unde
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const cmd = new Command('wiremesh netcheck')
+  const cmd = cliCommand('wiremesh netcheck')
     .description('Print an analysis of local network conditions (like tailscale netcheck)')
     .option('--derp-map <url|file>', 'DERP map: https:// URL, file:// URL or path', DEFAULT_DERP_MAP_URL)
     .addOption(new Option('--format <format>', 'output format').choices(['', 'json', 'json-line']).default(''))
@@ -40,14 +41,11 @@ export async function run(argv: string[]): Promise<number> {
     .option('--verbose', 'log probes to stderr and show region numbers', false)
     .option('--bind-address <ip>', 'local address to send probes from')
     .option('--bind-port <port>', 'local UDP port to send probes from (0 = random)')
-    .option('--no-portmap', 'skip the UPnP / NAT-PMP / PCP probe')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+    .option('--no-portmap', 'skip the UPnP / NAT-PMP / PCP probe');
   try {
     cmd.parse(argv, { from: 'user' });
   } catch (e) {
-    const code = (e as { exitCode?: number }).exitCode;
-    return code === 0 ? 0 : 2;
+    return commanderStatus(e) ?? 2;
   }
   const f = cmd.opts<Flags>();
   const log = f.verbose ? (l: string): void => void process.stderr.write(`${l}\n`) : undefined;

@@ -4,7 +4,8 @@
  * start-up cleanup. `apply --watch` keeps mode `on` in place with the reconciler until interrupted.
  * Flag parsing and wiring only.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { cliCommand } from './command.ts';
 import { hasCode, WiremeshError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { realClock } from '../time/clock.ts';
@@ -73,8 +74,7 @@ export async function run(argv: string[]): Promise<number> {
     log(f).debug('netfilter: backend', { backend: d.backend.name, reason: d.reason });
     return new Netfilter(d.backend, log(f));
   };
-  const program = new Command('wiremesh netfilter').description('netfilter modes on / nodivert / off (like tailscaled --netfilter-mode)');
-  program.exitOverride();
+  const program = cliCommand('wiremesh netfilter').description('netfilter modes on / nodivert / off (like tailscaled --netfilter-mode)');
   common(program.command('apply').description('install the rules of --mode (removing what other modes left)'))
     .option('--watch', 'mode on: keep the rules in place (reconciler) until interrupted')
     .action(async (f: Flags) => {

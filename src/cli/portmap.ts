@@ -2,7 +2,8 @@
  * `wiremesh portmap probe|map|unmap` (issue #4; spec/nat-traversal.md §8): for people debugging their router.
  * Text by default, `--format=json` for scripts. Flag parsing and wiring only; the work is in src/portmap/.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Option, type Command } from 'commander';
+import { cliCommand, commanderStatus } from './command.ts';
 import { hasCode, WiremeshError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { openPortMapper, probePortMappingReport, type Mapping, type PortmapProtocol, type ProbeReport } from '../portmap/index.ts';
@@ -64,10 +65,8 @@ function emit(format: Common['format'], json: unknown, text: string): void {
 }
 
 function build(setStatus: (n: number) => void): Command {
-  const program = new Command('wiremesh portmap')
-    .description('UPnP IGD / NAT-PMP / PCP port mapping on the default gateway')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+  const program = cliCommand('wiremesh portmap')
+    .description('UPnP IGD / NAT-PMP / PCP port mapping on the default gateway');
   const common = (c: Command): Command =>
     c.addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
       .option('--gateway <ip>', 'gateway address (default: the IPv4 default route)')
@@ -156,7 +155,8 @@ export async function run(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: 'user' });
     return status;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    const usage = commanderStatus(e);
+    if (usage !== null) return usage;
     if (hasCode(e, 'CLI_USAGE')) {
       process.stderr.write(`wiremesh portmap: ${(e as Error).message}\n`);
       return 2;

@@ -3,7 +3,8 @@
  * `cmd/stunc`; spec/derp.md §15). Sends Tailscale's `tailnode` request by default, a plain RFC 5389 Binding
  * request with `--generic`. Flag parsing and wiring only; the work is in src/stun/client.ts.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import { cliCommand, commanderStatus } from './command.ts';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { formatAddrPort, type AddrPort } from '../net/packet.ts';
@@ -33,7 +34,7 @@ export function parseTarget(s: string): { host: string; port: number } {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const program = new Command('wiremesh stun')
+  const program = cliCommand('wiremesh stun')
     .description("query a STUN server and print this host's reflexive address")
     .argument('<target>', 'server as host[:port] (default port 3478); IPv6 as [addr]:port')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
@@ -41,13 +42,12 @@ export async function run(argv: string[]): Promise<number> {
     .option('--timeout <ms>', 'give up after this many milliseconds', (v) => positiveInt(v, '--timeout'), 3000)
     .option('--retry <ms>', 'retransmit interval in milliseconds', (v) => positiveInt(v, '--retry'), 500)
     .addOption(new Option('-4, --ipv4', 'resolve the host to IPv4 only').conflicts('ipv6'))
-    .option('-6, --ipv6', 'resolve the host to IPv6 only')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+    .option('-6, --ipv6', 'resolve the host to IPv6 only');
   try {
     program.parse(argv, { from: 'user' });
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    const usage = commanderStatus(e);
+    if (usage !== null) return usage;
     throw e;
   }
   const opts = program.opts<{ format: 'text' | 'json'; generic: boolean; timeout: number; retry: number; ipv4?: boolean; ipv6?: boolean }>();

@@ -27,7 +27,7 @@ import { createPort80Router, createRouter, splitTarget } from './routes.ts';
 import { sniAllowed, tlsServerOptions } from './tls.ts';
 import { renderPrometheus } from './varz.ts';
 import { generateMetaCert } from './x509.ts';
-import { Mesh, type MeshPeerSpec } from './mesh.ts';
+import { Mesh, meshVars, type MeshPeerSpec } from './mesh.ts';
 import { AcceptLimiter, guardListener, readRateConfigFile, type AcceptLimits } from './limits.ts';
 import { WiremeshError } from '../errors.ts';
 
@@ -160,11 +160,13 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
   const tlsVersions: Record<string, number> = {};
   let stun: StunServer | null = null;
 
+  let meshRef: Mesh | null = null;
   const varsSets = (): Record<string, object> => ({
     derp: { ...engine.metrics(), gauge_current_file_descriptors: openFileDescriptors(), gauge_memstats_sys0: process.memoryUsage().rss },
     ...(stun === null ? {} : { stun: stun.metrics() }),
     derper: { counter_tls_request_version: { ...tlsVersions }, counter_bootstrap_dns_requests: bootstrap.requests, ...certSource?.metrics() },
     ...(acceptLimiter === null ? {} : { tls_listener: { ...acceptLimiter.counters } }),
+    ...(meshRef === null ? {} : { mesh: meshVars(meshRef) }),
   });
 
   const router = createRouter({
@@ -237,7 +239,7 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
     }
     bootstrap.start(clock);
     if (certSource !== null) await certSource.start(main as https.Server, meta?.certPem ?? null);
-    const mesh = cfg.meshKey === null || (cfg.meshWith?.length ?? 0) === 0 ? null : new Mesh({
+    const mesh = meshRef = cfg.meshKey === null || (cfg.meshWith?.length ?? 0) === 0 ? null : new Mesh({
       server: engine,
       privateKey: cfg.privateKey,
       meshKey: cfg.meshKey,

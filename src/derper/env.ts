@@ -3,8 +3,10 @@
  * `--foo-bar` can be given as `DERP_FOO_BAR` (`DERP_ADDR`, `DERP_CERTMODE`, `DERP_STUN_PORT`,
  * `DERP_VERIFY_CLIENTS`, `DERP_HOSTNAME`, …), the convention of the widely used derper container images, which
  * also spell a few names differently (`DERP_DOMAIN`, `DERP_CERT_MODE`, `DERP_CERT_DIR`; see ENV_ALIASES).
- * Bare names (`HOSTNAME`, `ADDR`) are deliberately NOT read: Docker and shells set `HOSTNAME` to the machine
- * name, which would silently become the certificate name.
+ * The bare container-image names of issue #6 (`ADDR`, `CERTMODE`, `STUN_PORT`, `VERIFY_CLIENTS`, `HOSTNAME`, …; the
+ * list is BARE_ENV_FLAGS) are read too, with the lowest precedence. `HOSTNAME` is special: Docker and shells set it
+ * to the machine's own name, so it is taken only when it differs from that name (pass `machineHostname`); a
+ * container run with `-e HOSTNAME=derp.example.com` therefore works, a plain container does not pick up its ID.
  *
  * The result is a list of `--flag=value` arguments placed BEFORE the command line, so an explicit flag always
  * wins over the environment (commander keeps the last value). Pure: no I/O (logEnvFlags writes to a given Logger).
@@ -22,6 +24,23 @@ export const ENV_ALIASES: Readonly<Record<string, string>> = {
   DERP_CERT_DIR: 'certdir',
   DERP_CERTS: 'certdir',
   DERP_CONFIG_FILE: 'config',
+};
+
+/** Bare variable names read as flags (lowest precedence), as container images of derper spell them. */
+export const BARE_ENV_FLAGS: Readonly<Record<string, string>> = {
+  ADDR: 'addr',
+  CERTMODE: 'certmode',
+  CERTDIR: 'certdir',
+  HOSTNAME: 'hostname',
+  STUN: 'stun',
+  STUN_PORT: 'stun-port',
+  HTTP_PORT: 'http-port',
+  VERIFY_CLIENTS: 'verify-clients',
+  VERIFY_CLIENT_URL: 'verify-client-url',
+  VERIFY_CLIENT_URL_FAIL_OPEN: 'verify-client-url-fail-open',
+  MESH_PSK_FILE: 'mesh-psk-file',
+  MESH_WITH: 'mesh-with',
+  BOOTSTRAP_DNS_NAMES: 'bootstrap-dns-names',
 };
 
 /** Flags never taken from the environment (`DERP_VERSION` is a common image build argument). */
@@ -45,16 +64,22 @@ export interface EnvFlags {
 }
 
 /** Maps the environment onto derper flags (see the module comment). Empty values are ignored. */
-export function flagsFromEnv(env: Readonly<Record<string, string | undefined>>, names: FlagNames): EnvFlags {
+export function flagsFromEnv(env: Readonly<Record<string, string | undefined>>, names: FlagNames, machineHostname?: string): EnvFlags {
   const all = [...names.bools, ...names.values].filter((f) => !ENV_IGNORED_FLAGS.has(f)).sort();
+  const known = (flag: string): boolean => names.values.has(flag) || names.bools.has(flag);
   const byEnv = new Map<string, string>();
+  const bare = new Map<string, string>();
+  for (const [name, flag] of Object.entries(BARE_ENV_FLAGS)) {
+    if (!known(flag) || (name === 'HOSTNAME' && (machineHostname === undefined || env[name] === machineHostname))) continue;
+    bare.set(name, flag);
+  }
   for (const [alias, flag] of Object.entries(ENV_ALIASES)) if (names.values.has(flag) || names.bools.has(flag)) byEnv.set(alias, flag);
   for (const flag of all) byEnv.set(envNameForFlag(flag), flag);
   const chosen = new Map<string, { env: string; value: string }>();
-  // Aliases first, then canonical names, so the canonical spelling overrides an alias for the same flag.
-  const order = [...Object.keys(ENV_ALIASES), ...all.map(envNameForFlag)];
+  // Bare names first, then aliases, then canonical names: the canonical DERP_ spelling wins over the others.
+  const order = [...bare.keys(), ...Object.keys(ENV_ALIASES), ...all.map(envNameForFlag)];
   for (const name of order) {
-    const flag = byEnv.get(name);
+    const flag = bare.get(name) ?? byEnv.get(name);
     const value = env[name];
     if (flag === undefined || value === undefined || value === '') continue;
     chosen.set(flag, { env: name, value });
@@ -75,8 +100,8 @@ export function flagsFromEnv(env: Readonly<Record<string, string | undefined>>, 
 }
 
 /** Logs which flags came from the environment (names only: values may be secrets) and warns about typos. */
-export function logEnvFlags(env: Readonly<Record<string, string | undefined>>, names: FlagNames, logger: Logger): void {
-  const r = flagsFromEnv(env, names);
+export function logEnvFlags(env: Readonly<Record<string, string | undefined>>, names: FlagNames, logger: Logger, machineHostname?: string): void {
+  const r = flagsFromEnv(env, names, machineHostname);
   if (r.used.length > 0) logger.info('flags from the environment', { vars: r.used.map((u) => `${u.env}→--${u.flag}`) });
   if (r.unknown.length > 0) logger.warn('ignoring DERP_* variables that name no flag', { vars: r.unknown });
 }

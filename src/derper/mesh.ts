@@ -281,3 +281,16 @@ export class Mesh {
     }
   }
 }
+
+/** The mesh's `/debug/vars` set (ours; Go exports none): peers connected, forwarded-key count, drops, per peer. */
+export function meshVars(mesh: Mesh): Record<string, unknown> {
+  const st = mesh.status();
+  return {
+    gauge_peers: st.length,
+    gauge_peers_connected: st.filter((p) => p.state === 'connected').length,
+    gauge_remote_keys: st.reduce((n, p) => n + p.keys, 0),
+    counter_forward_drops: mesh.forwardDrops,
+    counter_connects: st.reduce((n, p) => n + p.connects, 0),
+    peers: Object.fromEntries(st.map((p) => [p.host, { state: p.state, keys: p.keys, connects: p.connects, last_error: p.lastError ?? '' }])),
+  };
+}

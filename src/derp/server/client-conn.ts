@@ -25,16 +25,12 @@ import type { KeyConns } from './dup.ts';
 import { ip16 } from './ip.ts';
 import { DropReason, type Counters } from './metrics.ts';
 import { PacketQueue } from './queue.ts';
-import { TokenBucket } from './ratelimit.ts';
+import { ReceiveBudget, TokenBucket, type ReceiveLimitConfig } from './ratelimit.ts';
 import { StreamFrameReader, type FrameSink, type HeaderVerdict } from './reader.ts';
 import { BatchWriter } from './writer.ts';
 
 /** The per-client receive limit in force (§12); `gen` changes on every reconfiguration. */
-export interface ReceiveLimit {
-  readonly bytesPerSecond: number;
-  readonly burstBytes: number;
-  readonly gen: number;
-}
+export type ReceiveLimit = ReceiveLimitConfig;
 
 /** What a connection needs from the server core (implemented in core.ts). */
 export interface ServerCore {
@@ -111,10 +107,7 @@ export class ClientConn implements FrameSink {
   #notHere: TokenBucket | null = null;
   #handshakeTimer: Timer | null = null;
   #keepAliveTimer: Timer | null = null;
-  /** Receive token bucket (§12): bytes available (negative = in debt), last refill, config generation. */
-  #recvTokens = 0;
-  #recvAt = 0;
-  #recvGen = -1;
+  readonly #budget = new ReceiveBudget();
   #throttleTimer: Timer | null = null;
 
   constructor(core: ServerCore, id: number, stream: Duplex, info: ConnInfo, log: Logger) {
@@ -183,32 +176,21 @@ export class ClientConn implements FrameSink {
     this.#throttleIfInDebt();
   }
 
-  /** Refills the receive bucket; returns the limit in force for this connection (null: none, or a mesh peer). */
+  /** Refills the receive budget; returns the limit in force for this connection (null: none, or a mesh peer). */
   #refill(): ReceiveLimit | null {
-    const lim = this.#core.receiveLimit;
-    if (lim === null || this.canMesh) {
-      this.#recvTokens = 0;
-      return null;
-    }
-    const now = this.#core.clock.now();
-    if (lim.gen !== this.#recvGen) {
-      this.#recvGen = lim.gen;
-      this.#recvTokens = lim.burstBytes;
-    } else {
-      this.#recvTokens = Math.min(lim.burstBytes, this.#recvTokens + ((now - this.#recvAt) * lim.bytesPerSecond) / 1000);
-    }
-    this.#recvAt = now;
+    const lim = this.canMesh ? null : this.#core.receiveLimit;
+    this.#budget.refill(lim, this.#core.clock.now());
     return lim;
   }
 
   /** Over the receive budget: stop reading (TCP backpressure, never a drop) until the debt is paid back (§12). */
   #throttleIfInDebt(): void {
-    if (this.#state !== 'live' || this.#recvTokens >= 0) return;
+    if (this.#state !== 'live' || !this.#budget.inDebt) return;
     const lim = this.#refill();
-    if (lim === null || this.#recvTokens >= 0) return;
+    if (lim === null || !this.#budget.inDebt) return;
     this.#core.counters.receiveThrottles++;
     this.#stream.pause();
-    const waitMs = Math.max(1, Math.ceil((-this.#recvTokens * 1000) / lim.bytesPerSecond));
+    const waitMs = this.#budget.waitMs(lim.bytesPerSecond);
     this.#throttleTimer = this.#core.clock.setTimeout(() => {
       this.#throttleTimer = null;
       if (this.#state !== 'live') return;
@@ -225,7 +207,7 @@ export class ClientConn implements FrameSink {
     const kc = this.keyConns;
     if (kc !== null && kc.size > 1) kc.noteActivity(this);
     const verdict = checkLiveHeader(type, length, this.canMesh);
-    if (this.#refill() !== null) this.#recvTokens -= Math.min(length, RECEIVE_LIMIT_FRAME_COST_CAP);
+    if (this.#refill() !== null) this.#budget.charge(Math.min(length, RECEIVE_LIMIT_FRAME_COST_CAP));
     if (verdict === 'unknown') {
       this.#core.counters.unknownFrames++;
       return 'skip';
@@ -264,7 +246,7 @@ export class ClientConn implements FrameSink {
       default:
         break;
     }
-    return this.#state === 'live' && this.#recvTokens >= 0;
+    return this.#state === 'live' && !this.#budget.inDebt;
   }
 
   // ---- handshake ----

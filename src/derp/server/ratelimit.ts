@@ -29,3 +29,46 @@ export class TokenBucket {
     return true;
   }
 }
+
+/** A receive-limit configuration (§12); `gen` changes whenever it is replaced. */
+export interface ReceiveLimitConfig {
+  readonly bytesPerSecond: number;
+  readonly burstBytes: number;
+  readonly gen: number;
+}
+
+/**
+ * One connection's `--rate-config` byte budget (§12): a token bucket that a frame may overdraw (the frame is
+ * already read); while in debt the connection is not read. A new config generation starts with a full bucket.
+ */
+export class ReceiveBudget {
+  #tokens = 0;
+  #at = 0;
+  #gen = -1;
+
+  /** Refills for `lim` at time `now`; with no limit the budget is neutral (never in debt). */
+  refill(lim: ReceiveLimitConfig | null, now: number): void {
+    if (lim === null) {
+      this.#tokens = 0;
+    } else if (lim.gen !== this.#gen) {
+      this.#gen = lim.gen;
+      this.#tokens = lim.burstBytes;
+    } else {
+      this.#tokens = Math.min(lim.burstBytes, this.#tokens + ((now - this.#at) * lim.bytesPerSecond) / 1000);
+    }
+    this.#at = now;
+  }
+
+  charge(bytes: number): void {
+    this.#tokens -= bytes;
+  }
+
+  get inDebt(): boolean {
+    return this.#tokens < 0;
+  }
+
+  /** Milliseconds (≥ 1) until the debt is repaid at `bytesPerSecond`. */
+  waitMs(bytesPerSecond: number): number {
+    return Math.max(1, Math.ceil((-this.#tokens * 1000) / bytesPerSecond));
+  }
+}

@@ -28,15 +28,19 @@ const TABLE: Array<{ env: Record<string, string>; args: string[]; unknown?: stri
   { env: { DERP_DOMAIN: 'd.example', DERP_CERT_MODE: 'manual', DERP_CERT_DIR: '/certs' }, args: ['--certdir=/certs', '--certmode=manual', '--hostname=d.example'] },
   // the canonical name beats an alias
   { env: { DERP_DOMAIN: 'alias.example', DERP_HOSTNAME: 'canon.example' }, args: ['--hostname=canon.example'] },
-  // empty values are ignored; bare names are never read; DERP_VERSION is a build arg, not -version
-  { env: { DERP_ADDR: '', HOSTNAME: 'container-id', ADDR: ':1', DERP_VERSION: 'v1.2.3' }, args: [] },
+  // empty values are ignored; HOSTNAME equal to the machine's own name is not a flag; DERP_VERSION is a build arg
+  { env: { DERP_ADDR: '', HOSTNAME: 'container-id', DERP_VERSION: 'v1.2.3' }, args: [] },
+  // bare container names (issue #6) are read with the lowest precedence
+  { env: { ADDR: ':1', CERTMODE: 'manual', STUN_PORT: '3479', VERIFY_CLIENTS: 'false' }, args: ['--addr=:1', '--certmode=manual', '--stun-port=3479', '--verify-clients=false'] },
+  { env: { ADDR: ':1', DERP_ADDR: ':2' }, args: ['--addr=:2'] },
+  { env: { HOSTNAME: 'derp.example.com' }, args: ['--hostname=derp.example.com'] },
   // typos are reported, Go's runtime knobs are not
   { env: { DERP_STUNPORT: '1', DERP_DEBUG_LOGS: '1' }, args: [], unknown: ['DERP_STUNPORT'] },
 ];
 
 for (const row of TABLE) {
   test(`flagsFromEnv ${JSON.stringify(row.env)}`, () => {
-    const r = flagsFromEnv(row.env, NAMES);
+    const r = flagsFromEnv(row.env, NAMES, 'container-id');
     assert.deepEqual(r.args, row.args);
     assert.deepEqual(r.unknown, row.unknown ?? []);
   });

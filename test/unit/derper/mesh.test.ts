@@ -13,6 +13,7 @@ import { DerpClient, type DerpMessage } from '../../../src/derp/client.ts';
 import { PeerGoneReason } from '../../../src/derp/constants.ts';
 import { DerpServer } from '../../../src/derp/server/server.ts';
 import { handleDerpHttp } from '../../../src/derp/server/upgrade.ts';
+import { startDerper, type DerperConfig } from '../../../src/derper/derper.ts';
 import { Mesh, meshBackoffMs, meshTarget, parseMeshWith } from '../../../src/derper/mesh.ts';
 import { MESH_BACKOFF_MAX_MS } from '../../../src/derper/limit-constants.ts';
 import { generatePrivate, keyId, type NodePrivate } from '../../../src/types/key.ts';
@@ -200,4 +201,22 @@ test('a silently partitioned peer (no FIN) is detected by ping, its keys unregis
   assert.match(m1.status()[0]!.lastError ?? '', /did not answer a ping/);
   partitioned = false;
   await until(() => m1.status()[0]!.state === 'connected' && s1.engine.metrics().gauge_clients_remote >= 1, 'redialed after the partition heals', 5000);
+});
+
+test('startDerper wiring: --mesh-with needs a mesh key; the mesh shows up in /debug/vars and /debug/varz', { timeout: 15_000 }, async (t) => {
+  const base: DerperConfig = {
+    host: '127.0.0.1', port: 0, tls: null, httpPort: -1, stunPort: null, derp: true, privateKey: generatePrivate(), meshKey: MESH_KEY,
+    home: '', hostname: '127.0.0.1', bootstrapDnsNames: [], verifyClientUrl: '', verifyClientUrlFailOpen: false, tcpWriteTimeoutMs: 2000, tcpKeepAliveMs: 0,
+  };
+  const peer = await startDerper({ ...base, privateKey: generatePrivate() });
+  t.after(() => peer.close());
+  await assert.rejects(startDerper({ ...base, meshKey: null, meshWith: parseMeshWith(`127.0.0.1:${peer.httpPort}`) }), /requires a mesh key/);
+  const d = await startDerper({ ...base, meshWith: parseMeshWith(`127.0.0.1:${peer.httpPort}`), meshPlainHttp: true });
+  t.after(() => d.close());
+  await until(() => d.mesh?.status()[0]?.state === 'connected', 'mesh connected');
+  const vars = await (await fetch(`http://127.0.0.1:${d.httpPort}/debug/vars`)).json() as { mesh: { gauge_peers_connected: number; peers: Record<string, { state: string }> }; tls_listener?: unknown };
+  assert.equal(vars.mesh.gauge_peers_connected, 1);
+  assert.equal(vars.mesh.peers[`127.0.0.1:${peer.httpPort}`]?.state, 'connected');
+  assert.equal(vars.tls_listener, undefined, 'no accept limits configured');
+  assert.match(await (await fetch(`http://127.0.0.1:${d.httpPort}/debug/varz`)).text(), /mesh_peers_connected 1/);
 });
