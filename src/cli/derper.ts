@@ -278,7 +278,7 @@ export async function configFromFlags(f: DerperFlags, env: NodeJS.ProcessEnv, lo
 export async function run(argv: string[]): Promise<number> {
   let flags: DerperFlags;
   try {
-    flags = parseDerperFlags([...flagsFromEnv(process.env, FLAG_NAMES, hostname()).args, ...argv]); // env first: argv wins
+    flags = parseDerperFlags([...flagsFromEnv(process.env, FLAG_NAMES, os.hostname()).args, ...argv]); // env first: argv wins
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // help/version output or usage, already printed
     process.stderr.write(`wiremesh derper: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -290,7 +290,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const debugEnv = process.env.DERP_DEBUG_LOGS === 'true' || process.env.DERP_DEBUG_LOGS === '1';
   const logger = createLogger({ level: flags.verbose || debugEnv ? 'debug' : 'info', json: flags.logFormat === 'json' });
-  logEnvFlags(process.env, FLAG_NAMES, logger, hostname());
+  logEnvFlags(process.env, FLAG_NAMES, logger, os.hostname());
   // Handlers go in before anything listens, so a signal right after the listening line is never lost.
   const signal = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);
