@@ -20,4 +20,8 @@ for cmd in derper derpprobe stunc; do
     GOTOOLCHAIN=auto GOFLAGS=-mod=mod go install "tailscale.com/cmd/$cmd@$TS_VERSION"
   fi
 done
+# A real ACME server for the letsencrypt-mode lab test.
+for cmd in pebble pebble-challtestsrv; do
+  [ -x "$GOBIN_DIR/$cmd" ] || GOTOOLCHAIN=auto go install "github.com/letsencrypt/pebble/v2/cmd/$cmd@v2.10.1"
+done
 echo "install-lab-deps: ok (Go binaries in $GOBIN_DIR)"

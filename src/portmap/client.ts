@@ -10,12 +10,9 @@ import { silentLogger, type Logger } from '../log.ts';
 import type { PacketConn } from '../net/packet.ts';
 import type { Clock, Timer } from '../time/clock.ts';
 import {
-  CHECK_INTERVAL_MS, DEFAULT_LIFETIME_SECONDS, EPOCH_SLACK_SECONDS, MAP_ATTEMPTS, MAP_REPLY_TIMEOUT_MS,
-  PCP_NONCE_LEN, PROBE_REUSE_MS, PcpOpcode, RENEW_RETRY_MS, PortmapErrorCode, UpnpError,
+  CHECK_INTERVAL_MS, DEFAULT_LIFETIME_SECONDS, EPOCH_SLACK_SECONDS, PROBE_REUSE_MS, RENEW_RETRY_MS, PortmapErrorCode, UpnpError,
 } from './constants.ts';
-import { exchange } from './exchange.ts';
-import { encodePmpExternalAddressRequest, encodePmpMapRequest, parsePmpResponse } from './natpmp.ts';
-import { encodePcpAnnounceRequest, encodePcpMapRequest, parsePcpResponse, verifyPcpMapResponse } from './pcp.ts';
+import { grantPcp, grantPmp, releaseGrant, serverEpoch, type GatewayContext, type Grant } from './gateway-ops.ts';
 import { probe, type PortmapProtocol, type ProbeReport } from './probe.ts';
 import { IgdClient, loadIgd, type HttpClient } from './upnp/igd.ts';
 import { UpnpSoapError } from './upnp/soap.ts';
@@ -67,13 +64,12 @@ export function epochWentBack(prevEpoch: number, prevAtMs: number, epoch: number
   return epoch < prevEpoch || epoch + EPOCH_SLACK_SECONDS < prevEpoch + (elapsed * 7) / 8;
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-
 export class PortMapper {
   readonly stats = { granted: 0, renewed: 0, reboots: 0, lost: 0, released: 0, rejected: 0, failures: 0 };
   readonly #o: PortMapperOptions;
   readonly #log: Logger;
   readonly #order: readonly PortmapProtocol[];
+  readonly #gw: GatewayContext;
   #mapping: Mapping | null = null;
   #igd: IgdClient | null = null;
   #lastProbe: ProbeReport | null = null;
@@ -89,6 +85,13 @@ export class PortMapper {
     this.#o = o;
     this.#log = o.logger ?? silentLogger;
     this.#order = o.protocols ?? ['pcp', 'pmp', 'upnp'];
+    this.#gw = {
+      conn: o.conn, clock: o.clock, gateway: o.gateway, localAddress: o.localAddress, random: o.random,
+      onReject: (e) => {
+        this.stats.rejected++;
+        this.#log.warn('portmap reply rejected', { code: e.code, error: e.message });
+      },
+    };
   }
 
   get mapping(): Mapping | null {
@@ -164,7 +167,7 @@ export class PortMapper {
           gone = !(await this.#igdFor(m).hasMapping(m.externalPort, m.internalAddress, m.internalPort));
           if (gone) this.stats.lost++;
         } else {
-          const epoch = m.protocol === 'pmp' ? await this.#pmpEpoch() : await this.#pcpEpoch();
+          const epoch = await serverEpoch(this.#gw, m.protocol);
           gone = m.epoch !== undefined && epochWentBack(m.epoch, m.grantedAt, epoch, this.#o.clock.now());
           if (gone) this.stats.reboots++;
         }
@@ -257,7 +260,7 @@ export class PortMapper {
     this.#renewTimer = this.#checkTimer = null;
   }
 
-  #finish(base: Omit<Mapping, 'grantedAt' | 'renewAt' | 'gateway' | 'internalAddress'>, prevEpoch?: Mapping): Mapping {
+  #finish(base: Grant, prevEpoch?: Mapping): Mapping {
     const now = this.#o.clock.now();
     const life = base.lifetimeSeconds === 0 ? DEFAULT_LIFETIME_SECONDS : base.lifetimeSeconds;
     if (!this.#rebootNoted && prevEpoch?.epoch !== undefined && base.epoch !== undefined &&
@@ -267,73 +270,11 @@ export class PortMapper {
     return { ...base, gateway: this.#o.gateway, internalAddress: this.#o.localAddress, grantedAt: now, renewAt: now + (life * 1000) / 2 };
   }
 
-  #grant(proto: PortmapProtocol, localPort: number, prev: Mapping | null): Promise<Mapping> {
+  async #grant(proto: PortmapProtocol, localPort: number, prev: Mapping | null): Promise<Mapping> {
     const lifetime = this.#o.lifetimeSeconds ?? DEFAULT_LIFETIME_SECONDS;
-    if (proto === 'pcp') return this.#grantPcp(localPort, prev, lifetime);
-    if (proto === 'pmp') return this.#grantPmp(localPort, prev, lifetime);
-    return this.#grantUpnp(localPort, prev, lifetime);
-  }
-
-  #exchange<T>(request: Uint8Array, accept: (d: Uint8Array) => T | null, attempts = MAP_ATTEMPTS): Promise<T> {
-    return exchange({
-      conn: this.#o.conn, clock: this.#o.clock, gateway: this.#o.gateway, request, accept, attempts,
-      timeoutMs: MAP_REPLY_TIMEOUT_MS,
-      onReject: (e) => {
-        this.stats.rejected++;
-        this.#log.warn('portmap reply rejected', { code: e.code, error: e.message });
-      },
-    });
-  }
-
-  async #grantPcp(localPort: number, prev: Mapping | null, lifetime: number): Promise<Mapping> {
-    const nonce = prev?.nonce !== undefined ? Uint8Array.from(Buffer.from(prev.nonce, 'hex')) : this.#o.random(PCP_NONCE_LEN);
-    const req = { clientIp: this.#o.localAddress, lifetime, nonce, internalPort: localPort, externalPort: prev?.externalPort ?? 0 };
-    const { resp, map } = await this.#exchange(encodePcpMapRequest(req), (d) => {
-      const r = parsePcpResponse(d);
-      if (r === null || r.opcode !== PcpOpcode.Map) return null;
-      return { resp: r, map: verifyPcpMapResponse(r, req) };
-    });
-    return this.#finish({
-      protocol: 'pcp', internalPort: localPort, externalIp: map.externalIp, externalPort: map.externalPort,
-      lifetimeSeconds: resp.lifetime, epoch: resp.epoch, nonce: hex(nonce),
-    }, prev ?? undefined);
-  }
-
-  #pmpExternal(): Promise<{ epoch: number; externalIp: string }> {
-    return this.#exchange(encodePmpExternalAddressRequest(), (d) => {
-      const r = parsePmpResponse(d);
-      return r?.kind === 'externalAddress' ? r : null;
-    });
-  }
-
-  async #pmpEpoch(): Promise<number> {
-    return (await this.#pmpExternal()).epoch;
-  }
-
-  async #pcpEpoch(): Promise<number> {
-    const r = await this.#exchange(encodePcpAnnounceRequest(this.#o.localAddress), (d) => {
-      const p = parsePcpResponse(d);
-      return p !== null && p.opcode === PcpOpcode.Announce ? p : null;
-    });
-    return r.epoch;
-  }
-
-  async #grantPmp(localPort: number, prev: Mapping | null, lifetime: number): Promise<Mapping> {
-    // Ask every time (2-byte exchange): after a router reboot the external address may have changed.
-    const externalIp = (await this.#pmpExternal()).externalIp;
-    const req = { protocol: 'udp' as const, internalPort: localPort, externalPort: prev?.externalPort ?? 0, lifetime };
-    const r = await this.#exchange(encodePmpMapRequest(req), (d) => {
-      const p = parsePmpResponse(d);
-      if (p?.kind !== 'map' || p.protocol !== 'udp' || p.internalPort !== localPort) return null;
-      if (p.lifetime === 0 || p.externalPort === 0) {
-        throw new WiremeshError(PortmapErrorCode.Malformed, 'NAT-PMP granted lifetime 0 or external port 0');
-      }
-      return p;
-    });
-    return this.#finish({
-      protocol: 'pmp', internalPort: localPort, externalIp, externalPort: r.externalPort, lifetimeSeconds: r.lifetime,
-      epoch: r.epoch,
-    }, prev ?? undefined);
+    if (proto === 'upnp') return this.#finish(await this.#grantUpnp(localPort, prev, lifetime));
+    const grant = proto === 'pcp' ? grantPcp : grantPmp;
+    return this.#finish(await grant(this.#gw, localPort, prev, lifetime), prev ?? undefined);
   }
 
   #igdFor(m: Mapping): IgdClient {
@@ -354,7 +295,7 @@ export class PortMapper {
     return this.#igd;
   }
 
-  async #grantUpnp(localPort: number, prev: Mapping | null, lifetime: number): Promise<Mapping> {
+  async #grantUpnp(localPort: number, prev: Mapping | null, lifetime: number): Promise<Grant> {
     let igd = prev?.upnpControlUrl !== undefined ? this.#igdFor(prev) : null;
     igd ??= await this.#discoverIgd();
     let want = prev?.externalPort ?? localPort;
@@ -368,10 +309,10 @@ export class PortMapper {
       grant = await igd.addMapping({ ...args, externalPort: this.#randomPort() });
     }
     const externalIp = await igd.externalIp();
-    return this.#finish({
+    return {
       protocol: 'upnp', internalPort: localPort, externalIp, externalPort: grant.externalPort,
       lifetimeSeconds: grant.leaseSeconds, upnpControlUrl: igd.service.controlUrl, upnpServiceType: igd.service.serviceType,
-    });
+    };
   }
 
   #randomPort(): number {
@@ -381,23 +322,8 @@ export class PortMapper {
 
   async #release(m: Mapping): Promise<void> {
     try {
-      if (m.protocol === 'pcp') {
-        if (m.nonce === undefined) throw new WiremeshError(PortmapErrorCode.Malformed, 'PCP release needs the nonce');
-        const req = {
-          clientIp: m.internalAddress, lifetime: 0, nonce: Uint8Array.from(Buffer.from(m.nonce, 'hex')),
-          internalPort: m.internalPort, externalPort: m.externalPort,
-        };
-        await this.#exchange(encodePcpMapRequest(req), (d) => {
-          const r = parsePcpResponse(d);
-          if (r === null || r.opcode !== PcpOpcode.Map) return null;
-          verifyPcpMapResponse(r, req);
-          return r;
-        });
-      } else if (m.protocol === 'pmp') {
-        await this.#exchange(encodePmpMapRequest({ protocol: 'udp', internalPort: m.internalPort, externalPort: 0, lifetime: 0 }), (d) => {
-          const p = parsePmpResponse(d);
-          return p?.kind === 'map' && p.internalPort === m.internalPort ? p : null;
-        });
+      if (m.protocol === 'pcp' || m.protocol === 'pmp') {
+        await releaseGrant(this.#gw, m);
       } else {
         const igd = m.upnpControlUrl !== undefined ? this.#igdFor(m) : await this.#discoverIgd();
         await igd.deleteMapping(m.externalPort);

@@ -100,12 +100,19 @@ export class TailnetLab {
   readonly #procs: Watched[] = [];
 
   constructor() {
-    this.ns = this.lab.netns('t');
-    // tailscaled pauses its control client while no non-loopback IPv4/IPv6 address exists ("network down").
-    // A dummy interface gives it one; packets routed to it are dropped, so nothing leaves the namespace.
-    run('ip', ['-n', this.ns, 'link', 'add', 'wmdummy0', 'type', 'dummy']);
-    run('ip', ['-n', this.ns, 'addr', 'add', '10.253.0.1/24', 'dev', 'wmdummy0']);
-    run('ip', ['-n', this.ns, 'link', 'set', 'wmdummy0', 'up']);
+    try {
+      this.ns = this.lab.netns('t');
+      // tailscaled pauses its control client while no non-loopback IPv4/IPv6 address exists ("network down").
+      // A veth pair with both ends in the namespace gives it one (the container has no `dummy` driver); nothing
+      // routes off it, so no packet leaves the namespace.
+      run('ip', ['-n', this.ns, 'link', 'add', 'wmv0', 'type', 'veth', 'peer', 'name', 'wmv1']);
+      run('ip', ['-n', this.ns, 'addr', 'add', '10.253.0.1/24', 'dev', 'wmv0']);
+      for (const ifc of ['wmv0', 'wmv1']) run('ip', ['-n', this.ns, 'link', 'set', ifc, 'up']);
+    } catch (e) {
+      this.lab.cleanup();
+      rmSync(this.dir, { recursive: true, force: true });
+      throw e;
+    }
   }
 
   /** `wiremesh derper` inside the namespace: plain HTTP on `127.0.0.1:port`, or TLS manual mode with a self-signed IP cert. */
