@@ -111,15 +111,16 @@ async function main(): Promise<void> {
       // A fresh server per run: RSS growth left by earlier tests would hide the per-connection cost.
       for (let run = 0; run < Number(a['idle-runs']); run++) {
         for (const name of run % 2 === 0 ? SERVERS : [...SERVERS].reverse()) {
-          const s = await start(name, tls);
+          let s: Running | null = null;
           try {
+            s = await start(name, tls);
             const r = await loadgen(s, 'idle', ['--conns', a['idle-conns']]);
             results.push({ test: 'idle', tls, size: 0, pairs: 0, server: name, run, r });
             process.stderr.write(`idle ${tls ? 'tls' : 'plain'} ${name} #${run}: ${JSON.stringify(r)}\n`);
           } catch (e) {
             process.stderr.write(`idle ${name} failed: ${(e as Error).message}\n`);
           } finally {
-            await s.stop();
+            await s?.stop();
           }
         }
       }

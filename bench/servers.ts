@@ -102,7 +102,7 @@ export async function startGoDerper(cpu: number, tls: boolean): Promise<Running>
   const argv = [bin, '-a', `127.0.0.1:${port}`, '-c', path.join(dir, 'derper.key'), '-stun-port', '0', '-hostname', '127.0.0.1'];
   if (tls) argv.push('-certmode', 'manual', '-certdir', dir, '-http-port', '-1');
   const child = spawnPinned(cpu, argv);
-  const m = await waitFor(child, /STUN server listening on [^:]+:(\d+)[\s\S]*derper: serving on/, 'go derper');
+  const m = await waitFor(child, /^(?=[\s\S]*derper: serving on)[\s\S]*STUN server listening on [^:]+:(\d+)/, 'go derper');
   await waitTcp(port);
   return { name: 'go', pid: child.pid!, host: '127.0.0.1', port, stunPort: Number(m[1]), tls, stop: stopper(child, dir) };
 }

@@ -1,7 +1,8 @@
 /**
  * A queue of received chunks read as one byte stream, for incremental parsers (DERP frames, HTTP heads). Taking
  * bytes that lie within one chunk returns a view of it (chunks are never reused, so views stay valid); bytes that
- * straddle chunks are copied once.
+ * straddle chunks are copied once. Shared engine helper (DESIGN.md "Architecture: four layers"); the DERP framing
+ * it serves is spec/derp.md §3.
  */
 export class ByteQueue {
   #chunks: Buffer[] = [];

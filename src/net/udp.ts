@@ -1,5 +1,7 @@
 /**
- * PacketConn over node:dgram (adapter layer). One socket per family; addresses handed to handlers are unmapped.
+ * PacketConn over node:dgram (adapter layer, DESIGN.md "Architecture: four layers"): the UDP socket behind STUN
+ * (spec/derp.md §15), netcheck (spec/nat-traversal.md §7.2) and port mapping (§8). One socket per family;
+ * addresses handed to handlers are unmapped.
  */
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';

@@ -1,6 +1,7 @@
 /**
  * The command seam of the netfilter module (adapter layer): the only code here that starts processes. Backends
- * take an `Exec`, so unit tests pass a fake and lab tests run everything inside a network namespace.
+ * take an `Exec`, so unit tests pass a fake and lab tests run everything inside a network namespace. Runs the
+ * iptables / nft commands of spec/netfilter.md §4–§6.
  */
 import { spawn } from 'node:child_process';
 

@@ -1,6 +1,7 @@
 /**
  * Port-mapping adapters: the default gateway from /proc/net/route + os.networkInterfaces(), the HTTP seam over
- * node:http (bounded body, timeout), and the random source over node:crypto. The only portmap code doing I/O.
+ * node:http (bounded body, timeout), and the random source over node:crypto. The only portmap code doing I/O
+ * (spec/nat-traversal.md §8: the gateway is the default route's next hop; §8.4 UPnP over HTTP).
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -3,7 +3,7 @@
  * maps one local UDP port with the best protocol found (PCP > NAT-PMP > UPnP), renews at half the granted lifetime,
  * notices a router reboot (PMP/PCP epoch going back, or the UPnP rule gone) and maps again, and releases every
  * mapping on close. Given a Clock, a random source, a PacketConn and an HTTP seam; accepts answers only from the
- * gateway.
+ * gateway. The single NAT-PMP / PCP operations live in ./gateway-ops.ts, UPnP IGD control in ./upnp/igd.ts.
  */
 import { WiremeshError } from '../errors.ts';
 import { silentLogger, type Logger } from '../log.ts';

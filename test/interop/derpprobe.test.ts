@@ -138,7 +138,7 @@ test('two meshed wiremesh derpers: --once all good with both probers; stopping o
   record(t, 'two meshed wiremesh derpers after stopping wb', ours2, go2);
   assertSameVerdicts(ours2, go2);
   assert.deepEqual(badNames(ours2.verdicts), [
-    'derp/wmm/wa/wb/bw', 'derp/wmm/wa/wb/mesh', 'derp/wmm/wb/wa/bw', 'derp/wmm/wb/wa/mesh', 'derp/wmm/wb/wb/bw', 'derp/wmm/wb/wb/mesh',
-    'derp/wmm/wb/tls', 'derp/wmm/wb/udp',
+    'derp/wmm/wa/wb/bw', 'derp/wmm/wa/wb/mesh', 'derp/wmm/wb/tls', 'derp/wmm/wb/udp',
+    'derp/wmm/wb/wa/bw', 'derp/wmm/wb/wa/mesh', 'derp/wmm/wb/wb/bw', 'derp/wmm/wb/wb/mesh',
   ], ours2.raw);
 });

@@ -7,7 +7,7 @@
  * dir is removed by `close()`.
  */
 import { execFile, execFileSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,6 +47,13 @@ export async function buildTestControl(): Promise<string> {
   });
   renameSync(tmp, bin);
   return bin;
+}
+
+/** SHA-256 (hex) of the DER of the derper's self-signed leaf cert, as in a DERP map `CertName: "sha256-raw:…"`. */
+function leafCertSha256(d: Pick<Derper, 'certDir'>): string {
+  if (d.certDir === null) throw new Error('derper has no TLS cert');
+  const pem = readFileSync(path.join(d.certDir, '127.0.0.1.crt'), 'utf8');
+  return createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
 }
 
 /** Collects a child's stdout/stderr and waits for a line on stdout. */
@@ -129,10 +136,11 @@ export class TailnetLab {
     return { port: Number(m[1]), stunPort: Number(m[2]), certDir, proc };
   }
 
-  /** The Go testcontrol helper; its DERP map names our derper (region 900, code "wiremesh"). Returns its URL. */
-  async startControl(bin: string, d: Derper, tls: boolean): Promise<string> {
+  /** The Go testcontrol helper; its DERP map names `d` (region 900, code "wiremesh"). Returns its URL. */
+  async startControl(bin: string, d: Pick<Derper, 'port' | 'stunPort' | 'certDir'>, tls: 'none' | 'insecure' | 'pin'): Promise<string> {
     const args = ['-derp-port', String(d.port), '-stun-port', String(d.stunPort)];
-    if (tls) args.push('-insecure-tls');
+    if (tls === 'insecure') args.push('-insecure-tls');
+    if (tls === 'pin') args.push('-cert-name', `sha256-raw:${leafCertSha256(d)}`);
     const proc = this.#watch(this.lab.spawn(this.ns, bin, args));
     const m = await proc.waitStdout(/control: listening (http:\/\/127\.0\.0\.1:\d+)/, 'testcontrol', 30_000);
     return m[1]!;

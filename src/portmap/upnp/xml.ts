@@ -1,7 +1,8 @@
 /**
  * Minimal, bounded XML scanning for UPnP (device descriptions and SOAP bodies): finds elements by local name
  * (ignoring namespace prefixes) and decodes the five predefined entities. Not a general XML parser: no DTDs, no
- * CDATA, no recursion; every loop is bounded by the input length, which callers cap first. Pure.
+ * CDATA, no recursion; every loop is bounded by the input length, which callers cap first. Pure. Serves the
+ * UPnP IGD exchanges of spec/nat-traversal.md §8.4 (UPnP Device Architecture 1.1 §2 description, §3.2 SOAP).
  */
 
 /** Decodes &amp; &lt; &gt; &quot; &apos; and numeric character references. */

@@ -11,12 +11,14 @@ import type { TestContext } from 'node:test';
 import { DerpClient, type DerpMessage } from '../../../src/derp/client.ts';
 import { PeerGoneReason } from '../../../src/derp/constants.ts';
 import { generatePrivate, keyId, type NodePublic } from '../../../src/types/key.ts';
-import { freeTcpPort, waitForTcp } from '../../conformance/spawn.ts';
-import { makeLab, type DerperHandle, type Lab } from '../../interop/derpprobe-lab.ts';
+import path from 'node:path';
+import { freeTcpPort, freeUdpPort, spawnUntil, waitForTcp } from '../../conformance/spawn.ts';
+import { GO_DERPER, makeLab, type DerperHandle, type Lab } from '../../interop/derpprobe-lab.ts';
 
 export type Starter = (lab: Lab, name: string, o: { port: number; meshWith: string[] }) => Promise<DerperHandle>;
 
-async function dial(lab: Lab, port: number): Promise<DerpClient> {
+async function dial(lab: Lab, port: number, plain: boolean): Promise<DerpClient> {
+  if (plain) return DerpClient.connect(`http://127.0.0.1:${port}/derp`, { privateKey: generatePrivate() });
   return DerpClient.connect(`https://127.0.0.1:${port}/derp`, { privateKey: generatePrivate(), tls: { ca: readFileSync(lab.certFile), servername: 'localhost' } });
 }
 
@@ -50,7 +52,8 @@ async function expectPeerGone(c: DerpClient, key: NodePublic, tag: string): Prom
   assert.equal(g.reason, PeerGoneReason.Disconnected, `${tag}: PeerGone(Disconnected)`);
 }
 
-export async function runMeshScenario(t: TestContext, s1: { name: string; start: Starter }, s2: { name: string; start: Starter }): Promise<void> {
+/** With `plain`, the starters serve plain HTTP and mesh with TS_DEBUG_USE_DERP_HTTP=1; the test clients follow. */
+export async function runMeshScenario(t: TestContext, s1: { name: string; start: Starter }, s2: { name: string; start: Starter }, plain = false): Promise<void> {
   const lab = makeLab();
   const [p1, p2] = [await freeTcpPort(), await freeTcpPort()];
   const meshWith = [`localhost:${p1}`, `localhost:${p2}`];
@@ -68,7 +71,7 @@ export async function runMeshScenario(t: TestContext, s1: { name: string; start:
     return h;
   };
   const client = async (port: number): Promise<DerpClient> => {
-    const c = await dial(lab, port);
+    const c = await dial(lab, port, plain);
     clients.push(c);
     return c;
   };
@@ -107,3 +110,19 @@ export async function runMeshScenario(t: TestContext, s1: { name: string; start:
   void d1;
   void d2;
 }
+
+/** The Go derper serving plain HTTP (a non-443 port, no manual certs), its mesh dialing plain HTTP too. */
+export const startGoDerperPlain: Starter = async (lab, name, o) => {
+  const stunPort = await freeUdpPort();
+  const proc = await spawnUntil(GO_DERPER!, ['-a', `127.0.0.1:${o.port}`, '-c', path.join(lab.dir, `${name}.key.json`), '-stun-port', String(stunPort),
+    '-mesh-psk-file', lab.meshKeyFile, '-mesh-with', o.meshWith.join(',')], /derper: serving on /, { env: { ...process.env, TS_DEBUG_USE_DERP_HTTP: '1' } });
+  return { kind: 'go', port: o.port, stunPort, proc, stop: () => proc.stop() };
+};
+
+/** `wiremesh derper` serving plain HTTP, its mesh dialing plain HTTP (TS_DEBUG_USE_DERP_HTTP=1, as Go). */
+export const startWmDerperPlain: Starter = async (lab, name, o) => {
+  const proc = await spawnUntil(path.resolve('node_modules/.bin/node'), [path.resolve('bin/wiremesh.js'), 'derper', '-a', `127.0.0.1:${o.port}`, '--stun-port', '0',
+    '-c', path.join(lab.dir, `${name}.key.json`), '--mesh-psk-file', lab.meshKeyFile, '--mesh-with', o.meshWith.join(',')],
+  /derper: listening http=127\.0\.0\.1:(\d+) stun=(\d+)/, { env: { ...process.env, TS_DEBUG_USE_DERP_HTTP: '1' } });
+  return { kind: 'wiremesh', port: Number(proc.match[1]), stunPort: Number(proc.match[2]), proc, stop: () => proc.stop() };
+};

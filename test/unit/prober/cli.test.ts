@@ -1,3 +1,5 @@
+// `wiremesh derpprobe` (spec/derp.md §18): Go-compatible flag parsing and defaults, and the real command in --once
+// mode against a loopback STUN server and file:// DERP maps (sorted good:/bad: lines, exit status).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';

@@ -1,3 +1,5 @@
+// The DERP map prober (spec/derp.md §18) on a ManualClock with a fake DERP region: the probe set per node, interval
+// 0 disabling a class, --region-code, map errors (duplicate nodes, spec/derp.md §17) and the mesh probes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../../src/time/clock.ts';

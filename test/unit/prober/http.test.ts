@@ -1,3 +1,5 @@
+// derpprobe server mode (spec/derp.md §18): the HTTP endpoints / /healthz /debug/probe-run /debug/probe-all
+// /debug/varz served on loopback, checked for status codes, content types and bodies.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { realClock } from '../../../src/time/clock.ts';

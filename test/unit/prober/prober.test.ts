@@ -1,3 +1,5 @@
+// The prober scheduler (spec/derp.md §18, Go's `prober` package) on a ManualClock: runs every interval, timeout at
+// TIMEOUT_FRACTION × interval, no overlapping runs, deterministic spread of the first run, results history.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../../src/time/clock.ts';
@@ -19,37 +21,39 @@ function controlled() {
   };
 }
 
-test('runs a probe immediately without spread, then every interval', async () => {
+/** A prober on a fresh ManualClock, a controlled probe, and `tick(ms)`: advance the clock, then let promises settle. */
+function harness(opts: { spread?: boolean; once?: boolean } = {}) {
   const clock = new ManualClock();
-  const p = new Prober({ clock });
-  const c = controlled();
+  const tick = async (ms: number): Promise<void> => {
+    clock.advance(ms);
+    await settle();
+  };
+  return { clock, p: new Prober({ clock, ...opts }), c: controlled(), tick };
+}
+
+test('runs a probe immediately without spread, then every interval', async () => {
+  const { p, c, tick } = harness();
   p.run('a', 1000, c.pc);
   await settle();
   assert.equal(c.runs.length, 1);
   c.runs[0]!.ok();
   await settle();
-  clock.advance(999);
-  await settle();
+  await tick(999);
   assert.equal(c.runs.length, 1);
-  clock.advance(1);
-  await settle();
+  await tick(1);
   assert.equal(c.runs.length, 2);
   p.close();
 });
 
 test('timeout is 0.8 × interval and the error says so', async () => {
-  const clock = new ManualClock();
-  const p = new Prober({ clock });
-  const c = controlled();
+  const { p, c, tick } = harness();
   const probe = p.run('slow', 10_000, c.pc);
   assert.equal(probe.timeoutMs, 8000);
   await settle();
-  clock.advance(7999);
-  await settle();
+  await tick(7999);
   assert.equal(probe.info().status, 'running');
   assert.equal(c.runs[0]!.ctx.signal.aborted, false);
-  clock.advance(1);
-  await settle();
+  await tick(1);
   const info = probe.info();
   assert.equal(info.status, 'failed');
   assert.match(info.error!, /timeout after 8000ms/);
@@ -59,9 +63,7 @@ test('timeout is 0.8 × interval and the error says so', async () => {
 });
 
 test('latency is measured on the injected clock; failures record the error', async () => {
-  const clock = new ManualClock();
-  const p = new Prober({ clock });
-  const c = controlled();
+  const { clock, p, c, tick } = harness();
   const probe = p.run('x', 1000, c.pc);
   await settle();
   clock.advance(42);
@@ -69,8 +71,7 @@ test('latency is measured on the injected clock; failures record the error', asy
   await settle();
   assert.equal(probe.info().latencyMs, 42);
   assert.equal(probe.info().status, 'succeeded');
-  clock.advance(958);
-  await settle();
+  await tick(958);
   c.runs[1]!.fail('boom');
   await settle();
   const info = probe.info();
@@ -82,8 +83,7 @@ test('latency is measured on the injected clock; failures record the error', asy
 });
 
 test('history keeps the last HISTORY_SIZE results', async () => {
-  const clock = new ManualClock();
-  const p = new Prober({ clock });
+  const { clock, p } = harness();
   let n = 0;
   const probe = p.run('h', 100, { class: 't', probe: async () => { if (n++ % 2 === 1) throw new Error('odd'); } });
   for (let i = 0; i < HISTORY_SIZE + 5; i++) {
@@ -98,27 +98,21 @@ test('history keeps the last HISTORY_SIZE results', async () => {
 });
 
 test('a run still in progress at the next tick is not started twice', async () => {
-  const clock = new ManualClock();
-  const p = new Prober({ clock });
-  const c = controlled();
+  const { clock, p, c, tick } = harness();
   p.run('one-at-a-time', 1000, { ...c.pc, timeoutMs: 5000 });
   await settle();
   clock.advance(1000);
-  clock.advance(1000);
-  await settle();
+  await tick(1000);
   assert.equal(c.runs.length, 1);
   c.runs[0]!.ok();
   await settle();
-  clock.advance(1000);
-  await settle();
+  await tick(1000);
   assert.equal(c.runs.length, 2);
   p.close();
 });
 
 test('spread delays the first run by a deterministic fraction of the interval', async () => {
-  const clock = new ManualClock();
-  const p = new Prober({ clock, spread: true });
-  const c = controlled();
+  const { clock, p, c, tick } = harness({ spread: true });
   const name = 'derp/loc/900a/tls';
   const want = spreadFraction(name) * 15_000;
   assert.ok(want > 0 && want < 15_000);
@@ -128,16 +122,14 @@ test('spread delays the first run by a deterministic fraction of the interval', 
   clock.advance(Math.floor(want));
   await settle();
   assert.equal(c.runs.length, 0);
-  clock.advance(1);
-  await settle();
+  await tick(1);
   assert.equal(c.runs.length, 1);
   assert.equal(spreadFraction(name), spreadFraction(name));
   p.close();
 });
 
 test('once mode: wait() resolves after every probe, including probes added while running', async () => {
-  const clock = new ManualClock();
-  const p = new Prober({ clock, once: true });
+  const { p, tick } = harness({ once: true });
   let childRan = 0;
   p.run('parent', 1000, {
     class: 'map',
@@ -150,16 +142,13 @@ test('once mode: wait() resolves after every probe, including probes added while
   await settle();
   assert.equal(done, true);
   assert.equal(childRan, 1);
-  clock.advance(5000);
-  await settle();
+  await tick(5000);
   assert.equal(childRan, 1, 'once means once');
   assert.deepEqual(p.names(), ['child', 'parent']);
 });
 
 test('once mode waits for a slow probe', async () => {
-  const clock = new ManualClock();
-  const p = new Prober({ clock, once: true });
-  const c = controlled();
+  const { p, c } = harness({ once: true });
   p.run('slow', 1000, c.pc);
   let done = false;
   void p.wait().then(() => { done = true; });
@@ -171,14 +160,11 @@ test('once mode waits for a slow probe', async () => {
 });
 
 test('continuous probes run back to back and pause for the interval after a failure', async () => {
-  const clock = new ManualClock();
-  const p = new Prober({ clock });
-  const c = controlled();
+  const { p, c, tick } = harness();
   p.run('qd', 10_000, { ...c.pc, continuous: true });
   await settle();
   assert.equal(c.runs.length, 1);
-  clock.advance(60_000);
-  await settle();
+  await tick(60_000);
   assert.equal(c.runs.length, 1, 'continuous runs have no timeout');
   c.runs[0]!.ok();
   await settle();
@@ -186,30 +172,26 @@ test('continuous probes run back to back and pause for the interval after a fail
   c.runs[1]!.fail('broken');
   await settle();
   assert.equal(c.runs.length, 2);
-  clock.advance(10_000);
-  await settle();
+  await tick(10_000);
   assert.equal(c.runs.length, 3);
   p.close();
 });
 
 test('duplicate names and non-positive intervals are rejected; remove stops a probe', async () => {
-  const clock = new ManualClock();
-  const p = new Prober({ clock });
+  const { p, tick } = harness();
   let n = 0;
   p.run('a', 100, { class: 't', probe: async () => { n++; } });
   assert.throws(() => p.run('a', 100, { class: 't', probe: async () => {} }), { code: 'probe_exists' });
   assert.throws(() => p.run('b', 0, { class: 't', probe: async () => {} }), { code: 'probe_interval' });
   await settle();
   p.remove('a');
-  clock.advance(1000);
-  await settle();
+  await tick(1000);
   assert.equal(n, 1);
   assert.equal(p.has('a'), false);
 });
 
 test('runAll runs every non-continuous probe now', async () => {
-  const clock = new ManualClock();
-  const p = new Prober({ clock, spread: true });
+  const { p } = harness({ spread: true });
   p.run('good', 60_000, { class: 't', probe: async () => {} });
   p.run('bad', 60_000, { class: 't', probe: async () => { throw new Error('nope'); } });
   p.run('cont', 60_000, { class: 't', continuous: true, probe: () => new Promise(() => {}) });

@@ -1,3 +1,5 @@
+// derpprobe rendering (spec/derp.md §18): Go Duration.String formatting (fast-check) and the HTML status page
+// (one row per probe, failures first, everything escaped).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';

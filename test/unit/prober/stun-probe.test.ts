@@ -1,3 +1,5 @@
+// The `udp`/`udp6` probe class (spec/derp.md §18) on a ManualClock over an in-memory PacketConn: the STUN target
+// (STUNPort 0 → 3478, spec/derp.md §17), retry pacing and the timeout verdict.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../../src/time/clock.ts';

@@ -1,3 +1,5 @@
+// The `tls` probe's certificate rules (spec/derp.md §18): key-id and CRL extraction from DER (openssl and derper
+// fixtures), expiry windows, and a fast-check that arbitrary bytes only ever throw cert_der.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';

@@ -1,3 +1,5 @@
+// The bandwidth (`bw`) probe's transfer (spec/derp.md §18): packet sizing within MAX_PACKET_SIZE, the bounded
+// in-flight window and ordered delivery over fake DERP clients on a ManualClock.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../../src/time/clock.ts';

@@ -25,6 +25,7 @@ func main() {
 	derpPort := flag.Int("derp-port", 0, "DERP node port (0: no DERP map, which means the production map)")
 	stunPort := flag.Int("stun-port", -1, "DERP node STUN port (-1: STUN disabled)")
 	insecure := flag.Bool("insecure-tls", false, "set InsecureForTests on the DERP node (self-signed TLS)")
+	certName := flag.String("cert-name", "", `DERP node CertName, e.g. "sha256-raw:<hex>" to pin a self-signed cert`)
 	regionID := flag.Int("region", 900, "DERP region ID")
 	verbose := flag.Bool("v", false, "log control traffic to stderr")
 	flag.Parse()
@@ -43,10 +44,10 @@ func main() {
 			DERPPort:         *derpPort,
 			STUNPort:         *stunPort,
 			InsecureForTests: *insecure,
+			CertName:         *certName,
 		}
 		if ip := net.ParseIP(*derpHost); ip != nil && ip.To4() != nil {
 			node.IPv4 = *derpHost
-			node.IPv6 = "none"
 		}
 		srv.DERPMap = &tailcfg.DERPMap{
 			OmitDefaultRegions: true,
