@@ -84,11 +84,10 @@ test('tailscaled ×2 ping via the wiremesh derper: env-knob map, plain HTTP on 3
     const n2 = await lab.startNode('n2', env);
     await up(n1, url);
     const ip2 = await up(n2, url);
+    // `tailscale debug derp-map` prints the netmap's (control's, dead) map: the knob replaces it inside magicsock
+    // only, so the pings and our varz below are what prove the override.
     const map = await n1.cli(['debug', 'derp-map']);
-    assert.match(map.stdout, /"HostName": "127\.0\.0\.1"/);
-    assert.match(map.stdout, /"DERPPort": 3340/);
-    assert.match(map.stdout, /"RegionID": 999/);
-    assert.doesNotMatch(map.stdout, /"RegionID": 900/);
+    assert.match(map.stdout, /"DERPPort": 1\b/);
     const before = readVarz(lab, derper.port, false);
     const lines = await pings(n1, n2, ip2, '');
     for (const l of lines) t.diagnostic(l);
