@@ -15,7 +15,7 @@ if [ "$need_apt" = 1 ]; then
     wireguard-go wireguard-tools iptables nftables conntrack iproute2 chromium openssl >/dev/null
 fi
 GOBIN_DIR="$(go env GOPATH)/bin"
-for cmd in derper derpprobe stunc; do
+for cmd in derper derpprobe stunc tailscale tailscaled; do
   if [ ! -x "$GOBIN_DIR/$cmd" ]; then
     GOTOOLCHAIN=auto GOFLAGS=-mod=mod go install "tailscale.com/cmd/$cmd@$TS_VERSION"
   fi

@@ -15,6 +15,8 @@ import assert from 'node:assert/strict';
 import { buildTestControl, skipReason, TailnetLab, type TsNode } from './tailscaled-lab.ts';
 
 const skip = skipReason();
+/** Built before any test (a cold `go build` can take minutes, which must not eat a test's own timeout). */
+const controlBin = skip === false ? await buildTestControl() : '';
 const TEST_TIMEOUT_MS = 300_000;
 
 /** Client-side knob that forbids direct UDP paths (spec §19.4). */
@@ -73,7 +75,7 @@ function assertRelayed(before: Map<string, number>, after: Map<string, number>):
 }
 
 test('tailscaled ×2 ping via the wiremesh derper: env-knob map, plain HTTP on 3340 (item 43)', { skip, timeout: TEST_TIMEOUT_MS }, async (t) => {
-  const control = await buildTestControl();
+  const control = controlBin;
   const lab = new TailnetLab();
   try {
     const derper = await lab.startDerper({ port: 3340, tls: false });
@@ -103,7 +105,7 @@ for (const mode of ['pin', 'insecure'] as const) {
   const title = mode === 'pin' ? 'tailscaled ×2 over TLS, map from control with a CertName pin, + `tailscale debug derp` (items 43–44)'
     : 'tailscaled ×2 over TLS, map from control with InsecureForTests (item 43)';
   test(title, { skip, timeout: TEST_TIMEOUT_MS }, async (t) => {
-    const control = await buildTestControl();
+    const control = controlBin;
     const lab = new TailnetLab();
     try {
       const derper = await lab.startDerper({ port: 0, tls: true });
