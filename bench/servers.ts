@@ -48,8 +48,17 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Resolves with the first match of `re` on the child's stdout+stderr, or rejects on exit/timeout. */
-function waitFor(child: ChildProcess, re: RegExp, what: string): Promise<RegExpExecArray> {
+/** Resolves with the first match of `re` on the child's stdout+stderr; on exit/timeout kills the child and rejects. */
+async function waitFor(child: ChildProcess, re: RegExp, what: string): Promise<RegExpExecArray> {
+  try {
+    return await matchOutput(child, re, what);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
+  }
+}
+
+function matchOutput(child: ChildProcess, re: RegExp, what: string): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     let seen = '';
     const timer = setTimeout(() => done(new Error(`${what}: not ready in ${READY_TIMEOUT_MS} ms:\n${seen}`)), READY_TIMEOUT_MS);
@@ -103,7 +112,10 @@ export async function startGoDerper(cpu: number, tls: boolean): Promise<Running>
   if (tls) argv.push('-certmode', 'manual', '-certdir', dir, '-http-port', '-1');
   const child = spawnPinned(cpu, argv);
   const m = await waitFor(child, /^(?=[\s\S]*derper: serving on)[\s\S]*STUN server listening on [^:]+:(\d+)/, 'go derper');
-  await waitTcp(port);
+  await waitTcp(port).catch((e: unknown) => {
+    child.kill('SIGKILL');
+    throw e;
+  });
   return { name: 'go', pid: child.pid!, host: '127.0.0.1', port, stunPort: Number(m[1]), tls, stop: stopper(child, dir) };
 }
 
