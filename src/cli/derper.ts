@@ -8,7 +8,8 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
+import { cliCommand, commanderStatus } from './command.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { WiremeshError } from '../errors.ts';
 import { generatePrivate, type NodePrivate } from '../types/key.ts';
@@ -114,10 +115,8 @@ function intFlag(name: string, v: string, min: number, max: number): number {
 }
 
 function buildCommand(): Command {
-  const cmd = new Command('wiremesh derper')
+  const cmd = cliCommand('wiremesh derper')
     .description('DERP relay + STUN server (like Tailscale cmd/derper); flags accept one or two dashes')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) })
     .allowExcessArguments(false);
   for (const [name, def] of Object.entries(BOOLS)) {
     cmd.option(`--${name}`, `(default ${def})`);
@@ -280,7 +279,8 @@ export async function run(argv: string[]): Promise<number> {
   try {
     flags = parseDerperFlags([...flagsFromEnv(process.env, FLAG_NAMES, os.hostname()).args, ...argv]); // env first: argv wins
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // help/version output or usage, already printed
+    const status = commanderStatus(e); // help/version output or usage, already printed
+    if (status !== null) return status;
     process.stderr.write(`wiremesh derper: ${e instanceof Error ? e.message : String(e)}\n`);
     return 2;
   }

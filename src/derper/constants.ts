@@ -40,7 +40,8 @@ export const BOOTSTRAP_DNS_MAX_NAMES = 100;
 export const DEFAULT_ADDR = ':443';
 export const DEV_PORT = 3340;
 export const DEV_HOST = '127.0.0.1';
-export const DEFAULT_STUN_PORT = 3478;
+/** The STUN port (3478, RFC 8489 §18.6); one definition shared with the DERP map (§17). */
+export { DEFAULT_STUN_PORT } from '../derpmap/constants.ts';
 export const DEFAULT_HTTP_PORT = 80;
 /** Per-frame write deadline for ordinary DERP clients (`--tcp-write-timeout`, §4). */
 export const DEFAULT_TCP_WRITE_TIMEOUT_MS = 2_000;

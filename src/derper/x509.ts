@@ -7,9 +7,9 @@
  * No I/O: callers pass the time, keys and serial; the `generate*` helpers draw fresh keys from node:crypto.
  */
 import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
-import { isIP } from 'node:net';
 import { PROTOCOL_VERSION } from '../derp/constants.ts';
 import { WiremeshError } from '../errors.ts';
+import { parseIp } from '../net/ip.ts';
 import { toHex, type NodePublic } from '../types/key.ts';
 import * as der from './asn1.ts';
 import { IP_CERT_VALIDITY_MS, META_CERT_SKEW_MS } from './constants.ts';
@@ -112,31 +112,11 @@ export function subjectAltName(names: { ips?: readonly string[]; dns?: readonly 
 
 export const subjectAltNameIp = (ip: string): Extension => subjectAltName({ ips: [ip] });
 
-/** 4 bytes for IPv4, 16 for IPv6. */
+/** 4 bytes for IPv4, 16 for IPv6 (the iPAddress SAN form, RFC 5280 §4.2.1.6). */
 export function ipBytes(ip: string): Uint8Array {
-  const v = isIP(ip);
-  if (v === 4) return Uint8Array.from(ip.split('.').map(Number));
-  if (v !== 6) throw new WiremeshError('x509_bad_ip', `not an IP address: ${ip}`);
-  const [head = '', tail = ''] = ip.includes('::') ? ip.split('::') : [ip, ''];
-  const parse = (s: string): number[] => {
-    if (s === '') return [];
-    const groups = s.split(':');
-    const last = groups[groups.length - 1] ?? '';
-    if (last.includes('.')) {
-      const v4 = last.split('.').map(Number);
-      groups.splice(groups.length - 1, 1, (((v4[0] ?? 0) << 8) | (v4[1] ?? 0)).toString(16), (((v4[2] ?? 0) << 8) | (v4[3] ?? 0)).toString(16));
-    }
-    return groups.map((g) => parseInt(g, 16));
-  };
-  const h = parse(head);
-  const t = ip.includes('::') ? parse(tail) : [];
-  const words = [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
-  const out = new Uint8Array(16);
-  words.forEach((w, i) => {
-    out[2 * i] = w >> 8;
-    out[2 * i + 1] = w & 0xff;
-  });
-  return out;
+  const b = parseIp(ip);
+  if (b === null) throw new WiremeshError('x509_bad_ip', `not an IP address: ${ip}`);
+  return b;
 }
 
 export interface GeneratedCert {

@@ -1,70 +1,37 @@
 /**
- * One accepted DERP connection (spec/derp.md §6–§8, §9.3): the handshake with its deadlines, the read loop that
- * validates each header before reading its payload, the two 32-deep packet queues with head-drop, the pending
- * control frames (one pong slot, PeerGone notices, watcher updates, keepalive) and the batching writer that
- * drains them once per event-loop turn. Routing decisions belong to the ServerCore (core.ts).
+ * One accepted DERP connection (spec/derp.md §6–§8, §9.3, §12): the handshake with its deadlines and admission,
+ * the read loop that validates each header before reading its payload (with the per-client receive throttle),
+ * the frame dispatch once live, and the batching writer that drains the Outbox (outbox.ts: packet queues and
+ * pending control frames) once per event-loop turn. Routing decisions belong to the ServerCore (core.ts), whose
+ * interface is in conn-api.ts.
  */
 import type { Duplex } from 'node:stream';
 import { WiremeshError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import type { Clock, Timer } from '../../time/clock.ts';
-import { keyId, shortKey, type NodePrivate, type NodePublic } from '../../types/key.ts';
+import type { Timer } from '../../time/clock.ts';
+import { keyId, shortKey, type NodePublic } from '../../types/key.ts';
 import {
-  FrameType, KEEPALIVE_INTERVAL_MS, KEEPALIVE_JITTER_MS, KEY_LEN, NONCE_LEN, PING_LEN, PeerGoneReason,
-  PeerPresentFlags, type PeerGoneReasonValue,
+  FrameType, KEEPALIVE_INTERVAL_MS, KEEPALIVE_JITTER_MS, KEY_LEN, NONCE_LEN, PeerGoneReason, PeerPresentFlags,
+  type PeerGoneReasonValue,
 } from '../constants.ts';
 import { encodeServerKey } from '../frame.ts';
 import { unmapAddress } from '../../net/packet.ts';
 import {
-  COPY_WHEN_BACKLOG_AT_LEAST, ENQUEUE_ATTEMPTS, HOME_MOVE_GRACE_MS, MAX_PENDING_PEER_GONE, MAX_PENDING_WATCHER_UPDATES,
-  MESH_WRITE_TIMEOUT_MS, NOT_HERE_BURST, NOT_HERE_PER_SECOND, RECEIVE_LIMIT_FRAME_COST_CAP,
+  HOME_MOVE_GRACE_MS, MAX_PENDING_WATCHER_UPDATES, MESH_WRITE_TIMEOUT_MS, NOT_HERE_BURST, NOT_HERE_PER_SECOND,
+  RECEIVE_LIMIT_FRAME_COST_CAP,
 } from './constants.ts';
+import type { ConnInfo, ReceiveLimit, ServerCore } from './conn-api.ts';
 import { checkLiveHeader } from './frame-rules.ts';
 import { checkClientInfoHeader, isMeshPeer, openClientInfo, sealServerInfo, type OpenedClientInfo } from './handshake.ts';
 import type { KeyConns } from './dup.ts';
 import { ip16 } from './ip.ts';
-import { DropReason, type Counters } from './metrics.ts';
-import { PacketQueue } from './queue.ts';
-import { ReceiveBudget, TokenBucket, type ReceiveLimitConfig } from './ratelimit.ts';
+import { DropReason } from './metrics.ts';
+import { Outbox } from './outbox.ts';
+import { ReceiveBudget, TokenBucket } from './ratelimit.ts';
 import { StreamFrameReader, type FrameSink, type HeaderVerdict } from './reader.ts';
 import { BatchWriter } from './writer.ts';
 
-/** The per-client receive limit in force (§12); `gen` changes on every reconfiguration. */
-export type ReceiveLimit = ReceiveLimitConfig;
-
-/** What a connection needs from the server core (implemented in core.ts). */
-export interface ServerCore {
-  /** null = no per-client receive limit. */
-  readonly receiveLimit: ReceiveLimit | null;
-  readonly clock: Clock;
-  readonly counters: Counters;
-  readonly privateKey: NodePrivate;
-  readonly publicKey: NodePublic;
-  readonly meshKey: Uint8Array | null;
-  readonly queueDepth: number;
-  readonly writeTimeoutMs: number;
-  readonly handshakeTimeoutMs: number;
-  readonly random: (n: number) => Uint8Array;
-  verifyClient: ((req: { key: NodePublic; remoteAddress: string }) => Promise<boolean>) | undefined;
-  schedule(c: ClientConn): void;
-  register(c: ClientConn): void;
-  unregister(c: ClientConn): void;
-  noteHeard(srcId: string, c: ClientConn): void;
-  /** Routes a SendPacket payload: dst key(32) ∥ packet. */
-  routeSend(from: ClientConn, frame: Buffer): void;
-  routeForward(from: ClientConn, src: Uint8Array, dst: Uint8Array, packet: Uint8Array): void;
-  addWatcher(c: ClientConn): void;
-  closePeer(from: ClientConn, target: Uint8Array): void;
-  homeChanged(delta: number): void;
-  forget(c: ClientConn): void;
-}
-
-export interface ConnInfo {
-  remoteAddress: string;
-  remotePort: number;
-  head?: Uint8Array;
-  idealNode?: string;
-}
+export type { ConnInfo, ReceiveLimit, ServerCore } from './conn-api.ts';
 
 type State = 'handshake' | 'admitting' | 'live' | 'closed';
 
@@ -94,15 +61,9 @@ export class ClientConn implements FrameSink {
   readonly #log: Logger;
   readonly #reader = new StreamFrameReader();
   readonly #writer: BatchWriter;
-  readonly #disco: PacketQueue;
-  readonly #other: PacketQueue;
+  readonly #outbox: Outbox;
   #state: State = 'handshake';
-  #pong: Uint8Array | null = null;
-  #peerGone: { key: Uint8Array; reason: PeerGoneReasonValue }[] = [];
-  #watcherFrames: Buffer[] = [];
-  #keepAlive = false;
   #dirty = false;
-  #lastHeard = '';
   #connectedAt = 0;
   #notHere: TokenBucket | null = null;
   #handshakeTimer: Timer | null = null;
@@ -119,8 +80,7 @@ export class ClientConn implements FrameSink {
     this.ip16 = ip16(info.remoteAddress);
     this.notIdeal = (info.idealNode ?? '') !== '';
     this.#log = log;
-    this.#disco = new PacketQueue(core.queueDepth);
-    this.#other = new PacketQueue(core.queueDepth);
+    this.#outbox = new Outbox(core.counters, core.queueDepth);
     this.#writer = new BatchWriter(stream, core.clock, core.writeTimeoutMs, this.#onWriteTimeout, () => this.#markDirty());
     this.closed = new Promise((resolve) => stream.once('close', () => resolve()));
   }
@@ -229,10 +189,7 @@ export class ClientConn implements FrameSink {
         break;
       case FrameType.Ping:
         core.counters.gotPing++;
-        if (this.#pong === null) {
-          this.#pong = payload.subarray(0, PING_LEN);
-          this.#markDirty();
-        }
+        if (this.#outbox.pong(payload)) this.#markDirty();
         break;
       case FrameType.WatchConns:
         core.addWatcher(this);
@@ -294,7 +251,7 @@ export class ClientConn implements FrameSink {
     this.#writer.flush();
     const jitter = Math.floor((new DataView(core.random(4).buffer).getUint32(0) / 2 ** 32) * KEEPALIVE_JITTER_MS);
     this.#keepAliveTimer = core.clock.setInterval(() => {
-      this.#keepAlive = true;
+      this.#outbox.keepAlive();
       this.#markDirty();
     }, KEEPALIVE_INTERVAL_MS + jitter);
     this.#log.debug('client connected', { key: shortKey(opened.key), mesh: this.canMesh, prober: this.isProber });
@@ -328,27 +285,18 @@ export class ClientConn implements FrameSink {
       counters.drop(DropReason.GoneDisconnected, disco, payload.length);
       return;
     }
-    const q = disco ? this.#disco : this.#other;
     // A burst routed within one read (a 64 KiB chunk holds ~100 small frames) must not overflow a queue whose
-    // socket is keeping up: write the queue out now. Only a destination that pushes back drops (like Go).
-    if (q.length === q.depth && !this.#writer.blocked) this.flush();
-    if (q.length >= COPY_WHEN_BACKLOG_AT_LEAST) payload = Uint8Array.prototype.slice.call(payload);
-    for (let i = 0; i < ENQUEUE_ATTEMPTS; i++) {
-      if (q.push({ src, srcId, payload })) {
-        this.#markDirty();
-        return;
-      }
-      const head = q.shift();
-      if (head !== undefined) counters.drop(DropReason.QueueHead, disco, head.payload.length);
-    }
-    counters.drop(DropReason.QueueTail, disco, payload.length);
+    // socket is keeping up: a full queue is written out first. Only a destination that pushes back drops (like Go).
+    if (this.#outbox.packet(src, srcId, payload, disco, this.#flushIfWritable)) this.#markDirty();
   }
+
+  readonly #flushIfWritable = (): void => {
+    if (!this.#writer.blocked) this.flush();
+  };
 
   /** Queues PeerGone(key, reason) unless too many are pending. */
   enqueuePeerGone(key: Uint8Array, reason: PeerGoneReasonValue): void {
-    if (this.#state !== 'live' || this.#peerGone.length >= MAX_PENDING_PEER_GONE) return;
-    this.#peerGone.push({ key, reason });
-    this.#markDirty();
+    if (this.#state === 'live' && this.#outbox.peerGone(key, reason)) this.#markDirty();
   }
 
   /** Replies PeerGone(dst, NotHere) to a disco packet for an unknown key, 1/s burst 3 per connection (§9.2). */
@@ -360,11 +308,11 @@ export class ClientConn implements FrameSink {
   /** Queues a pre-encoded watcher frame (PeerPresent/PeerGone); a watcher too far behind is closed. */
   enqueueWatcherFrame(frame: Buffer): void {
     if (this.#state !== 'live') return;
-    if (this.#watcherFrames.length >= MAX_PENDING_WATCHER_UPDATES) {
+    if (this.#outbox.watcherBacklog >= MAX_PENDING_WATCHER_UPDATES) {
       this.close(err('watcher_backlog', `watcher has ${MAX_PENDING_WATCHER_UPDATES} updates pending`));
       return;
     }
-    this.#watcherFrames.push(frame);
+    this.#outbox.watcherFrame(frame);
     this.#markDirty();
   }
 
@@ -381,50 +329,12 @@ export class ClientConn implements FrameSink {
     this.#dirty = false;
     const w = this.#writer;
     if (this.#state !== 'live' || w.blocked) return;
-    const counters = this.#core.counters;
-    const hint = 64 + 64 * (this.#peerGone.length + this.#watcherFrames.length) +
-      this.#disco.bytes + this.#other.bytes + 37 * (this.#disco.length + this.#other.length);
-    if (this.#keepAlive) {
-      this.#keepAlive = false;
-      w.frame(FrameType.KeepAlive, hint);
-    }
-    if (this.#pong !== null) {
-      w.frame(FrameType.Pong, hint, this.#pong);
-      this.#pong = null;
-      counters.sentPong++;
-    }
-    if (this.#peerGone.length > 0) {
-      for (const g of this.#peerGone) {
-        w.frame(FrameType.PeerGone, hint, g.key, Uint8Array.of(g.reason));
-        if (g.reason === PeerGoneReason.NotHere) counters.peerGoneNotHere++;
-        else counters.peerGoneDisconnected++;
-      }
-      this.#peerGone = [];
-    }
-    if (this.#watcherFrames.length > 0) {
-      for (const f of this.#watcherFrames) {
-        const off = w.reserve(f[0]!, f.length - 5, hint);
-        f.copy(w.buffer, off, 5);
-      }
-      this.#watcherFrames = [];
-    }
-    for (;;) {
-      const p = this.#disco.shift() ?? this.#other.shift();
-      if (p === undefined) break;
-      const off = w.reserve(FrameType.RecvPacket, KEY_LEN + p.payload.length, hint);
-      const buf = w.buffer;
-      buf.set(p.src, off);
-      buf.set(p.payload, off + KEY_LEN);
-      counters.packetsSent++;
-      counters.bytesSent += p.payload.length;
-      if (p.srcId !== this.#lastHeard) {
-        this.#lastHeard = p.srcId;
-        this.#core.noteHeard(p.srcId, this);
-      }
-      if (w.blocked) break;
-    }
-    w.flush();
+    this.#outbox.drain(w, this.#noteHeard);
   }
+
+  readonly #noteHeard = (srcId: string): void => {
+    this.#core.noteHeard(srcId, this);
+  };
 
   // ---- closing ----
 
@@ -446,11 +356,7 @@ export class ClientConn implements FrameSink {
     this.#throttleTimer?.cancel();
     this.#throttleTimer = null;
     this.#writer.close();
-    for (const q of [this.#disco, this.#other]) {
-      for (const p of q.clear()) core.counters.drop(DropReason.GoneDisconnected, q === this.#disco, p.payload.length);
-    }
-    this.#peerGone = [];
-    this.#watcherFrames = [];
+    this.#outbox.clear();
     if (wasLive) core.unregister(this);
     core.forget(this);
     this.#stream.destroy();

@@ -1,0 +1,135 @@
+/**
+ * What one live DERP connection still has to send (spec/derp.md §8, §9.3): the two packet queues (disco and
+ * other) with head-drop, one pong slot, the pending PeerGone notices, the pending watcher updates and the
+ * keepalive flag — and the drain that writes them, in that priority order, into the connection's BatchWriter.
+ * No I/O or timers of its own; the ClientConn (client-conn.ts) decides when to drain.
+ */
+import {
+  FrameType, KEY_LEN, PING_LEN, PeerGoneReason, type PeerGoneReasonValue,
+} from '../constants.ts';
+import { COPY_WHEN_BACKLOG_AT_LEAST, ENQUEUE_ATTEMPTS, MAX_PENDING_PEER_GONE } from './constants.ts';
+import { DropReason, type Counters } from './metrics.ts';
+import { PacketQueue } from './queue.ts';
+import type { BatchWriter } from './writer.ts';
+
+export class Outbox {
+  readonly #counters: Counters;
+  readonly #disco: PacketQueue;
+  readonly #other: PacketQueue;
+  #pong: Uint8Array | null = null;
+  #peerGone: { key: Uint8Array; reason: PeerGoneReasonValue }[] = [];
+  #watcherFrames: Buffer[] = [];
+  #keepAlive = false;
+  #lastHeard = '';
+
+  constructor(counters: Counters, queueDepth: number) {
+    this.#counters = counters;
+    this.#disco = new PacketQueue(queueDepth);
+    this.#other = new PacketQueue(queueDepth);
+  }
+
+  get watcherBacklog(): number {
+    return this.#watcherFrames.length;
+  }
+
+  /** Asks for a KeepAlive on the next drain. */
+  keepAlive(): void {
+    this.#keepAlive = true;
+  }
+
+  /** Stores the Ping payload to echo; false (ignored) while a pong is already pending. */
+  pong(payload: Uint8Array): boolean {
+    if (this.#pong !== null) return false;
+    this.#pong = payload.subarray(0, PING_LEN);
+    return true;
+  }
+
+  /** Queues PeerGone(key, reason); false when MAX_PENDING_PEER_GONE are already pending. */
+  peerGone(key: Uint8Array, reason: PeerGoneReasonValue): boolean {
+    if (this.#peerGone.length >= MAX_PENDING_PEER_GONE) return false;
+    this.#peerGone.push({ key, reason });
+    return true;
+  }
+
+  /** Queues a pre-encoded watcher frame (the caller enforces the backlog limit). */
+  watcherFrame(frame: Buffer): void {
+    this.#watcherFrames.push(frame);
+  }
+
+  /**
+   * Queues a RecvPacket; on a full queue drops the oldest (queue_head), up to ENQUEUE_ATTEMPTS times. `flushNow`
+   * is called first when the queue is full, so a socket that keeps up never drops. True when queued.
+   */
+  packet(src: Uint8Array, srcId: string, payload: Uint8Array, disco: boolean, flushNow: () => void): boolean {
+    const q = disco ? this.#disco : this.#other;
+    if (q.length === q.depth) flushNow();
+    if (q.length >= COPY_WHEN_BACKLOG_AT_LEAST) payload = Uint8Array.prototype.slice.call(payload);
+    for (let i = 0; i < ENQUEUE_ATTEMPTS; i++) {
+      if (q.push({ src, srcId, payload })) return true;
+      const head = q.shift();
+      if (head !== undefined) this.#counters.drop(DropReason.QueueHead, disco, head.payload.length);
+    }
+    this.#counters.drop(DropReason.QueueTail, disco, payload.length);
+    return false;
+  }
+
+  /**
+   * Writes pending frames into `w` until done or the stream pushes back, then flushes it. `noteHeard` is called
+   * whenever the source of consecutive packets changes (the §9.4 "heard from" record).
+   */
+  drain(w: BatchWriter, noteHeard: (srcId: string) => void): void {
+    const counters = this.#counters;
+    const hint = 64 + 64 * (this.#peerGone.length + this.#watcherFrames.length) +
+      this.#disco.bytes + this.#other.bytes + 37 * (this.#disco.length + this.#other.length);
+    if (this.#keepAlive) {
+      this.#keepAlive = false;
+      w.frame(FrameType.KeepAlive, hint);
+    }
+    if (this.#pong !== null) {
+      w.frame(FrameType.Pong, hint, this.#pong);
+      this.#pong = null;
+      counters.sentPong++;
+    }
+    if (this.#peerGone.length > 0) {
+      for (const g of this.#peerGone) {
+        w.frame(FrameType.PeerGone, hint, g.key, Uint8Array.of(g.reason));
+        if (g.reason === PeerGoneReason.NotHere) counters.peerGoneNotHere++;
+        else counters.peerGoneDisconnected++;
+      }
+      this.#peerGone = [];
+    }
+    if (this.#watcherFrames.length > 0) {
+      for (const f of this.#watcherFrames) {
+        const off = w.reserve(f[0]!, f.length - 5, hint);
+        f.copy(w.buffer, off, 5);
+      }
+      this.#watcherFrames = [];
+    }
+    for (;;) {
+      const p = this.#disco.shift() ?? this.#other.shift();
+      if (p === undefined) break;
+      const off = w.reserve(FrameType.RecvPacket, KEY_LEN + p.payload.length, hint);
+      const buf = w.buffer;
+      buf.set(p.src, off);
+      buf.set(p.payload, off + KEY_LEN);
+      counters.packetsSent++;
+      counters.bytesSent += p.payload.length;
+      if (p.srcId !== this.#lastHeard) {
+        this.#lastHeard = p.srcId;
+        noteHeard(p.srcId);
+      }
+      if (w.blocked) break;
+    }
+    w.flush();
+  }
+
+  /** Drops everything pending; queued packets count as gone_disconnected. */
+  clear(): void {
+    for (const q of [this.#disco, this.#other]) {
+      for (const p of q.clear()) this.#counters.drop(DropReason.GoneDisconnected, q === this.#disco, p.payload.length);
+    }
+    this.#pong = null;
+    this.#peerGone = [];
+    this.#watcherFrames = [];
+  }
+}
