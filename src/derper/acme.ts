@@ -28,7 +28,7 @@ import {
   ACME_ISSUE_TIMEOUT_MS, ACME_MAX_PENDING_TOKENS, ACME_PLACEHOLDER_VALIDITY_MS, ACME_RENEW_FRACTION, ACME_RETRY_MAX_MS,
   ACME_RETRY_MIN_MS, MAX_TIMER_MS,
 } from './ops-constants.ts';
-import { certFileStem } from './tls.ts';
+import { certFileStem, readIfExists } from './tls.ts';
 import { basicConstraintsLeaf, buildCertificate, derToPem, extKeyUsageServerAuth, keyUsageDigitalSignature, subjectAltName } from './x509.ts';
 
 export const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
@@ -72,15 +72,6 @@ export function placeholderCert(hostname: string, nowMs: number): { chainPem: st
     extensions: [keyUsageDigitalSignature(), extKeyUsageServerAuth(), basicConstraintsLeaf(), subjectAltName({ dns: [hostname] })],
   });
   return { chainPem: derToPem(d), keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
-}
-
-async function readIfExists(file: string): Promise<string | null> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
-  }
 }
 
 const msg = (e: unknown): string => (e instanceof Error ? e.message : String(e));

@@ -37,7 +37,8 @@ export function derpNodeJson(ip: string, leafDer: Uint8Array): string {
   return JSON.stringify({ Name: 'custom', RegionID: 900, HostName: ip, CertName: certNamePin(leafDer) });
 }
 
-async function readIfExists(file: string): Promise<string | null> {
+/** The file's text, or null when it does not exist (other errors propagate). */
+export async function readIfExists(file: string): Promise<string | null> {
   try {
     return await readFile(file, 'utf8');
   } catch (e) {

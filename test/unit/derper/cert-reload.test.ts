@@ -13,26 +13,10 @@ import { checkCertPair } from '../../../src/derper/cert-reload.ts';
 import { startDerper, type DerperConfig } from '../../../src/derper/derper.ts';
 import { generateIpCert } from '../../../src/derper/x509.ts';
 import { generatePrivate } from '../../../src/types/key.ts';
+import { testDerperConfig } from './config.ts';
 
-function config(certDir: string): DerperConfig {
-  return {
-    host: '127.0.0.1',
-    port: 0,
-    tls: { hostname: '127.0.0.1', certDir },
-    httpPort: -1,
-    stunPort: null,
-    derp: true,
-    privateKey: generatePrivate(),
-    meshKey: null,
-    home: '',
-    hostname: '127.0.0.1',
-    bootstrapDnsNames: [],
-    verifyClientUrl: '',
-    verifyClientUrlFailOpen: true,
-    tcpWriteTimeoutMs: 2000,
-    tcpKeepAliveMs: 0,
-  };
-}
+const config = (certDir: string): DerperConfig => testDerperConfig({ tls: { hostname: '127.0.0.1', certDir } });
+
 
 /** Writes the pair the way certbot/cp would replace them: new files renamed over the old ones. */
 function install(dir: string, certPem: string, keyPem: string): void {

@@ -10,30 +10,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { testDerperConfig } from './config.ts';
 import { startDerper, type DerperConfig, type RunningDerper } from '../../../src/derper/derper.ts';
 import { basicConstraintsLeaf, buildCertificate, derToPem, subjectAltName } from '../../../src/derper/x509.ts';
-import { generatePrivate, toHex } from '../../../src/types/key.ts';
+import { toHex } from '../../../src/types/key.ts';
 
-function config(over: Partial<DerperConfig> = {}): DerperConfig {
-  return {
-    host: '127.0.0.1',
-    port: 0,
-    tls: null,
-    httpPort: -1,
-    stunPort: 0,
-    derp: true,
-    privateKey: generatePrivate(),
-    meshKey: null,
-    home: '',
-    hostname: '127.0.0.1',
-    bootstrapDnsNames: [],
-    verifyClientUrl: '',
-    verifyClientUrlFailOpen: true,
-    tcpWriteTimeoutMs: 2000,
-    tcpKeepAliveMs: 0,
-    ...over,
-  };
-}
+const config = (over: Partial<DerperConfig> = {}): DerperConfig => testDerperConfig({ stunPort: 0, ...over });
 
 /** Sends raw bytes, collects the reply until `until` says it is complete (or the peer closes). */
 function rawExchange(connect: () => Duplex, data: string, until: (b: Buffer) => boolean): Promise<Buffer> {

@@ -8,16 +8,12 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { DerpClient } from '../../../src/derp/client.ts';
-import { startDerper, type DerperConfig } from '../../../src/derper/derper.ts';
+import { startDerper } from '../../../src/derper/derper.ts';
 import { generatePrivate, publicFromPrivate } from '../../../src/types/key.ts';
+import { testDerperConfig } from './config.ts';
 
-function config(over: Partial<DerperConfig> = {}): DerperConfig {
-  return {
-    host: '127.0.0.1', port: 0, tls: null, httpPort: -1, stunPort: null, derp: true, privateKey: generatePrivate(), meshKey: null,
-    home: '', hostname: '127.0.0.1', bootstrapDnsNames: [], verifyClientUrl: '', verifyClientUrlFailOpen: true,
-    tcpWriteTimeoutMs: 2000, tcpKeepAliveMs: 0, ...over,
-  };
-}
+const config = testDerperConfig;
+
 
 async function recvPacket(c: DerpClient): Promise<{ source: Uint8Array; data: Uint8Array }> {
   for (;;) {

@@ -5,11 +5,13 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { silentLogger } from '../../../src/log.ts';
-import { startDerper, type DerperConfig } from '../../../src/derper/derper.ts';
+import { startDerper } from '../../../src/derper/derper.ts';
 import { PPROF_DEFAULT_SECONDS, PPROF_MAX_SECONDS } from '../../../src/derper/ops-constants.ts';
 import { createProfileRoutes, isLoopbackAddress, profileSeconds } from '../../../src/derper/profile.ts';
 import { realClock } from '../../../src/time/clock.ts';
-import { generatePrivate } from '../../../src/types/key.ts';
+import { testDerperConfig } from './config.ts';
+
+const config = testDerperConfig;
 
 test('isLoopbackAddress', () => {
   for (const a of ['127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1']) assert.equal(isLoopbackAddress(a), true, a);
@@ -47,12 +49,6 @@ test('pprof is refused to every non-loopback peer, even ones the general /debug/
   assert.equal(h(f.req, f.res, '/debug/vars', new URLSearchParams()), false, 'other paths are not taken');
 });
 
-function config(): DerperConfig {
-  return {
-    host: '127.0.0.1', port: 0, tls: null, httpPort: -1, stunPort: null, derp: true, privateKey: generatePrivate(), meshKey: null,
-    home: '', hostname: '127.0.0.1', bootstrapDnsNames: [], verifyClientUrl: '', verifyClientUrlFailOpen: true, tcpWriteTimeoutMs: 2000, tcpKeepAliveMs: 0,
-  };
-}
 
 test('derper serves a CPU profile and a heap snapshot to loopback', async (t) => {
   const d = await startDerper(config());
