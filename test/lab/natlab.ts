@@ -271,6 +271,14 @@ export async function natlabUp(profiles: LabProfile | readonly LabProfile[], opt
     ]);
     if (!ready.every(Boolean)) throw new Error(`lab servers not ready (derper tls/http/stun, coturn): ${ready.join(',')}; derper exit=${derper.exitCode}`);
     stunServers.push('go-derper', 'coturn');
+    // IPv6: prove each site's routed path works (and warm the neighbour caches on the way) before a test measures
+    // it; the first datagrams over a fresh IPv6 path can otherwise be lost to neighbour discovery.
+    for (const site of sites) {
+      if (site.hostIp6 === null) continue;
+      let ok = false;
+      for (let i = 0; i < 10 && !ok; i++) ok = lab.exec(site.hostNs, 'ping', ['-6', '-c', '1', '-W', '1', COTURN_IP6], { allowFail: true }).includes(' 0% packet loss');
+      if (!ok) throw new Error(`natlab: no IPv6 path from ${site.hostNs} to ${COTURN_IP6}`);
+    }
 
     const regions: Record<string, unknown> = {
       '1': { RegionID: 1, RegionCode: 'lab', RegionName: 'Lab Go derper', Nodes: [{ Name: '1a', RegionID: 1, HostName: DERP_IP, IPv4: DERP_IP, IPv6: 'none', STUNPort: 3478, DERPPort: 443, InsecureForTests: true, CanPort80: true }] },
