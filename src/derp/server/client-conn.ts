@@ -139,7 +139,8 @@ export class ClientConn implements FrameSink {
   /** Refills the receive budget; returns the limit in force for this connection (null: none, or a mesh peer). */
   #refill(): ReceiveLimit | null {
     const lim = this.canMesh ? null : this.#core.receiveLimit;
-    this.#budget.refill(lim, this.#core.clock.now());
+    // No limit: neutral budget, and no clock read per frame.
+    this.#budget.refill(lim, lim === null ? 0 : this.#core.clock.now());
     return lim;
   }
 
@@ -283,6 +284,13 @@ export class ClientConn implements FrameSink {
     const counters = this.#core.counters;
     if (this.#state !== 'live') {
       counters.drop(DropReason.GoneDisconnected, disco, payload.length);
+      return;
+    }
+    // A destination that keeps up gets the packet copied straight into its batch (flushed once per turn); the
+    // queues (and head drops, like Go) are for a destination whose writer pushes back.
+    if (!this.#writer.blocked && this.#outbox.queuedPackets === 0) {
+      this.#outbox.write(this.#writer, src, srcId, payload, 0, this.#noteHeard);
+      this.#markDirty();
       return;
     }
     // A burst routed within one read (a 64 KiB chunk holds ~100 small frames) must not overflow a queue whose

@@ -20,6 +20,14 @@ export const NOT_HERE_PER_SECOND = 1;
 export const NOT_HERE_BURST = 3;
 /** Writer batch: frames for one destination are copied into a buffer of at most this size per write. */
 export const WRITE_BATCH_BYTES = 64 * 1024;
+/** Smallest new batch buffer when the writer sizes it itself (below 4 KiB Buffer.allocUnsafe uses Node's pool). */
+export const WRITE_BATCH_MIN_BYTES = 2 * 1024;
+/**
+ * Bytes written to one connection's stream but not yet finished beyond which the writer counts as blocked: its
+ * queues then fill and head-drop (Go drops at the same point, when its socket buffers are full). Large enough that
+ * TLS's asynchronous write completion of two full batches is not mistaken for a slow receiver.
+ */
+export const WRITE_BUFFER_LIMIT = 256 * 1024;
 /**
  * Pending PeerGone frames per connection (NotHere replies + Disconnected notices). Go blocks its sender instead;
  * we cannot block, so beyond this the notice is dropped (counted) rather than buffered without bound.

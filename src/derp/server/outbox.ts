@@ -28,6 +28,11 @@ export class Outbox {
     this.#other = new PacketQueue(queueDepth);
   }
 
+  /** Packets waiting in the two queues. */
+  get queuedPackets(): number {
+    return this.#disco.length + this.#other.length;
+  }
+
   get watcherBacklog(): number {
     return this.#watcherFrames.length;
   }
@@ -108,19 +113,27 @@ export class Outbox {
     for (;;) {
       const p = this.#disco.shift() ?? this.#other.shift();
       if (p === undefined) break;
-      const off = w.reserve(FrameType.RecvPacket, KEY_LEN + p.payload.length, hint);
-      const buf = w.buffer;
-      buf.set(p.src, off);
-      buf.set(p.payload, off + KEY_LEN);
-      counters.packetsSent++;
-      counters.bytesSent += p.payload.length;
-      if (p.srcId !== this.#lastHeard) {
-        this.#lastHeard = p.srcId;
-        noteHeard(p.srcId);
-      }
+      this.write(w, p.src, p.srcId, p.payload, hint, noteHeard);
       if (w.blocked) break;
     }
     w.flush();
+  }
+
+  /**
+   * Copies one RecvPacket straight into the writer's batch, bypassing the queues: for a destination whose writer
+   * is not blocked and whose queues are empty, so order and priority are the same as queueing it.
+   */
+  write(w: BatchWriter, src: Uint8Array, srcId: string, payload: Uint8Array, hint: number, noteHeard: (srcId: string) => void): void {
+    const off = w.reserve(FrameType.RecvPacket, KEY_LEN + payload.length, hint);
+    const buf = w.buffer;
+    buf.set(src, off);
+    buf.set(payload, off + KEY_LEN);
+    this.#counters.packetsSent++;
+    this.#counters.bytesSent += payload.length;
+    if (srcId !== this.#lastHeard) {
+      this.#lastHeard = srcId;
+      noteHeard(srcId);
+    }
   }
 
   /** Drops everything pending; queued packets count as gone_disconnected. */

@@ -1,14 +1,19 @@
 /**
  * The per-connection batching writer (spec/node-performance.md §1, spec/derp.md §4 write timeout, §8): frames for
  * one destination are copied into one buffer of at most WRITE_BATCH_BYTES and written with a single write() per
- * event-loop turn. It reports backpressure (`blocked` until 'drain') so the caller stops draining its queues, and
- * it enforces the write deadline: if a write makes no progress for `timeoutMs`, `onTimeout` runs.
+ * event-loop turn. It reports backpressure (`blocked`) so the caller stops draining its queues, and it enforces the
+ * write deadline: if a write makes no progress for `timeoutMs`, `onTimeout` runs.
+ *
+ * Backpressure is a byte bound of our own (WRITE_BUFFER_LIMIT of written-but-unfinished bytes), not the stream's
+ * write() return value: a TLS socket finishes every write asynchronously, so write() reports "full" after any large
+ * batch even when the kernel took it all, and waiting for 'drain' then made a relay head-drop packets for a receiver
+ * that was keeping up (spec/derp.md §9.3: only a destination that does not read should lose packets).
  */
 import type { Duplex } from 'node:stream';
 import { FRAME_HEADER_LEN } from '../constants.ts';
 import { writeHeader } from '../frame.ts';
 import type { Clock, Timer } from '../../time/clock.ts';
-import { WRITE_BATCH_BYTES } from './constants.ts';
+import { WRITE_BATCH_BYTES, WRITE_BATCH_MIN_BYTES, WRITE_BUFFER_LIMIT } from './constants.ts';
 
 export class BatchWriter {
   readonly #stream: Duplex;
@@ -17,6 +22,8 @@ export class BatchWriter {
   timeoutMs: number;
   #buf: Buffer | null = null;
   #used = 0;
+  /** Bytes in the previous batch: sizes the next one when the caller has no better hint. */
+  #lastBatch = 0;
   #blocked = false;
   #pending = 0;
   #lastProgress = 0;
@@ -39,7 +46,7 @@ export class BatchWriter {
     });
   }
 
-  /** True while the stream has more buffered than its high-water mark (waiting for 'drain'). */
+  /** True while more than WRITE_BUFFER_LIMIT bytes are written but unfinished (until 'drain'). */
   get blocked(): boolean {
     return this.#blocked;
   }
@@ -51,13 +58,15 @@ export class BatchWriter {
 
   /**
    * Makes room for one frame with a `payloadLen`-byte payload, writes its header and returns the offset where the
-   * caller copies the payload into `buffer`. `hint` sizes a new batch (bytes expected this turn).
+   * caller copies the payload into `buffer`. `hint` sizes a new batch (bytes expected this turn; 0: twice the last
+   * batch).
    */
   reserve(type: number, payloadLen: number, hint: number): number {
     const total = FRAME_HEADER_LEN + payloadLen;
     if (this.#buf !== null && this.#used + total > this.#buf.length) this.flush();
     if (this.#buf === null) {
-      this.#buf = Buffer.allocUnsafe(Math.max(total, Math.min(hint, WRITE_BATCH_BYTES)));
+      const want = hint > 0 ? hint : Math.max(WRITE_BATCH_MIN_BYTES, 2 * this.#lastBatch);
+      this.#buf = Buffer.allocUnsafe(Math.max(total, Math.min(want, WRITE_BATCH_BYTES)));
       this.#used = 0;
     }
     writeHeader(this.#buf, this.#used, type, payloadLen);
@@ -83,11 +92,13 @@ export class BatchWriter {
     const buf = this.#buf;
     if (buf === null || this.#closed) return;
     const chunk = this.#used === buf.length ? buf : buf.subarray(0, this.#used);
+    this.#lastBatch = this.#used;
     this.#buf = null;
     this.#used = 0;
     if (this.#pending === 0) this.#lastProgress = this.#clock.now();
     this.#pending++;
-    if (!this.#stream.write(chunk, this.#afterWrite)) this.#blocked = true;
+    const s = this.#stream;
+    if (!s.write(chunk, this.#afterWrite) && s.writableLength > WRITE_BUFFER_LIMIT) this.#blocked = true;
     if (this.timeoutMs > 0 && this.#timer === null) this.#timer = this.#clock.setTimeout(this.#check, this.timeoutMs);
   }
 
