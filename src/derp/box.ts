@@ -2,10 +2,10 @@
  * NaCl crypto_box as DERP uses it (spec/derp.md §2, §6): X25519 → HSalsa20 → XSalsa20-Poly1305, byte-compatible
  * with Go's nacl/box and tweetnacl. The sealed form on the wire is nonce(24) ∥ tag(16) ∥ ciphertext.
  */
-import { x25519 } from '@noble/curves/ed25519.js';
 import { hsalsa, xsalsa20poly1305 } from '@noble/ciphers/salsa.js';
 import { WiremeshError } from '../errors.ts';
 import { isZeroKey } from '../types/key.ts';
+import { x25519Shared } from '../types/x25519.ts';
 import { NONCE_LEN } from './constants.ts';
 
 const SIGMA = new Uint32Array([0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
@@ -20,7 +20,7 @@ function u8to32(b: Uint8Array): Uint32Array {
 /** The precomputed shared key of crypto_box_beforenm: HSalsa20(X25519(priv, pub), zero nonce). */
 export function boxBeforeNm(priv: Uint8Array, peerPublic: Uint8Array): Uint8Array {
   if (isZeroKey(peerPublic) || isZeroKey(priv)) throw new WiremeshError('zero_key', 'box with an all-zero key');
-  const shared = x25519.getSharedSecret(priv, peerPublic);
+  const shared = x25519Shared(priv, peerPublic);
   const out = new Uint32Array(8);
   hsalsa(SIGMA, u8to32(shared), new Uint32Array(4), out);
   const k = new Uint8Array(32);

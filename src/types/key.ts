@@ -3,7 +3,7 @@
  * `privkey:`, `discokey:` + 64 lowercase hex; untyped hex (Derp-Public-Key header, meta-cert CN, mesh key);
  * short debug form `[` + first 5 base64 chars + `]`.
  */
-import { x25519 } from '@noble/curves/ed25519.js';
+import { x25519Public } from './x25519.ts';
 import { WiremeshError } from '../errors.ts';
 
 export const KEY_LEN = 32;
@@ -63,7 +63,7 @@ export function generatePrivate(random: (n: number) => Uint8Array = (n) => crypt
 }
 
 export function publicFromPrivate(priv: NodePrivate): NodePublic {
-  return x25519.getPublicKey(priv) as NodePublic;
+  return x25519Public(priv) as NodePublic;
 }
 
 export function toHex(k: Uint8Array): string {
