@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 
 /** Modules that only adapters (and the CLI) may import: codecs and engines stay free of I/O. */
 const IO_MODULES = ['node:net', 'node:dgram', 'node:tls', 'node:http', 'node:https', 'node:child_process', 'node:fs', 'node:fs/promises', 'ws'];
-const CODEC_GLOBS = ['src/stun/codec.ts', 'src/derp/frame.ts', 'src/derp/constants.ts', 'src/disco/**/*.ts', 'src/portmap/natpmp.ts', 'src/portmap/pcp.ts', 'src/types/**/*.ts'];
+const CODEC_GLOBS = ['src/stun/codec.ts', 'src/stun/codec-at.ts', 'src/derp/frame.ts', 'src/derp/constants.ts', 'src/disco/**/*.ts', 'src/portmap/natpmp.ts', 'src/portmap/pcp.ts', 'src/types/**/*.ts'];
 
 export default tseslint.config(
   { ignores: ['node_modules/**', 'dist/**', 'test/interop/go/**'] },

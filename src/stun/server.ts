@@ -11,14 +11,20 @@
  *   `not_stun`, as derper does.
  *
  * With a wildcard host (none, '' or '::') it binds two sockets on one port: udp4 0.0.0.0 and udp6 :: (v6-only),
- * so IPv4 clients are always seen as IPv4. Replies are sent synchronously from the message handler; the send
- * callback is one preallocated function.
+ * so IPv4 clients are always seen as IPv4.
+ *
+ * Two I/O paths with the same answers and metrics (docs/stun.md "Batched UDP path"):
+ * - `batch` (default when build/udp_batch.node is built, the host is an IP literal and WIREMESH_STUN_DGRAM is
+ *   not `1`): recvmmsg/sendmmsg through the native addon, one JS call per batch (src/stun/server-batch.ts).
+ * - `dgram`: node:dgram, one `message` callback and one synchronous callback-less send per datagram.
  */
 import dgram from 'node:dgram';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { silentLogger, type Logger } from '../log.ts';
 import { unmapAddress } from '../net/packet.ts';
+import { batchUdpAvailable, batchUdpUnavailableReason, UdpBatchError, UdpBatchErrorCode } from '../net/udp-batch.ts';
 import { buildErrorResponse, buildResponse, parseRequest, parseTailnodeRequest } from './codec.ts';
+import { StunBatchListener } from './server-batch.ts';
 
 export interface StunMetrics {
   /** derper's `counter_requests{disposition}`. */
@@ -35,20 +41,42 @@ const ERROR_UNKNOWN_ATTRIBUTE = 420;
 const DUAL_BIND_ATTEMPTS = 8;
 
 const WILDCARDS = new Set(['', '::']);
+/** Environment switch: `WIREMESH_STUN_DGRAM=1` keeps the server on node:dgram even when the addon is built. */
+export const STUN_DGRAM_ENV = 'WIREMESH_STUN_DGRAM';
+
+/** `auto`: batch when available (see module doc); `batch`: require the addon; `dgram`: never use it. */
+export type StunIo = 'auto' | 'batch' | 'dgram';
+
+export interface StunServerOptions {
+  logger?: Logger;
+  strictTailnode?: boolean;
+  /** I/O path; default `auto`. */
+  io?: StunIo;
+}
+
+/** One bound socket of either path. */
+interface Listener {
+  readonly port: number;
+  close(): Promise<void>;
+  syncStats?(): void;
+}
 
 export class StunServer {
   readonly #log: Logger;
   readonly #strict: boolean;
-  readonly #sockets: dgram.Socket[] = [];
+  readonly #io: StunIo;
+  readonly #listeners: Listener[] = [];
   #port = 0;
+  #path: 'dgram' | 'batch' | null = null;
   readonly #m: StunMetrics = {
     requests: { success: 0, not_stun: 0, read_error: 0, write_error: 0 },
     addrfamily: { ipv4: 0, ipv6: 0 },
     responses: { tailnode: 0, rfc5389: 0, unknown_attribute: 0 },
   };
-  constructor(opts: { logger?: Logger; strictTailnode?: boolean } = {}) {
+  constructor(opts: StunServerOptions = {}) {
     this.#log = opts.logger ?? silentLogger;
     this.#strict = opts.strictTailnode ?? false;
+    this.#io = opts.io ?? 'auto';
   }
 
   /** The bound UDP port (0 before `listen`). */
@@ -56,39 +84,60 @@ export class StunServer {
     return this.#port;
   }
 
+  /** The I/O path in use after `listen` (null before). */
+  get io(): 'dgram' | 'batch' | null {
+    return this.#path;
+  }
+
+  #choosePath(host: string): 'dgram' | 'batch' {
+    if (this.#io === 'dgram') return 'dgram';
+    if (this.#io === 'batch') {
+      if (!batchUdpAvailable()) throw new UdpBatchError(UdpBatchErrorCode.Unavailable, batchUdpUnavailableReason() ?? 'addon unavailable');
+      if (host !== '' && isIP(host) === 0) throw new UdpBatchError(UdpBatchErrorCode.BadArgument, `batch STUN path needs an IP literal host, got ${host}`);
+      return 'batch';
+    }
+    const forced = process.env[STUN_DGRAM_ENV] === '1';
+    return !forced && batchUdpAvailable() && (host === '' || isIP(host) !== 0) ? 'batch' : 'dgram';
+  }
+
   /** Binds (see module doc for the wildcard rule). Port 0 picks a free port, the same for both families. */
   async listen(opts: { host?: string; port: number }): Promise<void> {
-    if (this.#sockets.length > 0) throw new Error('StunServer already listening');
+    if (this.#listeners.length > 0) throw new Error('StunServer already listening');
     const host = opts.host ?? '';
+    const path = this.#choosePath(host);
+    const bind = (family: 4 | 6, address: string, port: number, ipv6Only: boolean): Promise<Listener> =>
+      path === 'batch' ? this.#bindBatch(family, address, port, ipv6Only) : this.#bind(family === 6 ? 'udp6' : 'udp4', address, port, ipv6Only);
     if (!WILDCARDS.has(host)) {
-      const s = await this.#bind(isIPv6(host) ? 'udp6' : 'udp4', host, opts.port, false);
-      this.#port = s.address().port;
+      const s = await bind(isIPv6(host) ? 6 : 4, host, opts.port, false);
+      this.#port = s.port;
     } else {
       for (let attempt = 0; ; attempt++) {
-        const s4 = await this.#bind('udp4', '0.0.0.0', opts.port, false);
-        const port = s4.address().port;
+        const s4 = await bind(4, '0.0.0.0', opts.port, false);
+        const port = s4.port;
         try {
-          await this.#bind('udp6', '::', port, true);
+          await bind(6, '::', port, true);
           this.#port = port;
           break;
         } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code;
+          const code = errnoOf(e);
           if (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL') {
             this.#log.warn('stun: no IPv6, serving IPv4 only', { error: String(e) });
             this.#port = port;
             break;
           }
-          await closeSocket(s4);
-          this.#sockets.length = 0;
+          await s4.close();
+          this.#listeners.length = 0;
           if (opts.port !== 0 || attempt + 1 >= DUAL_BIND_ATTEMPTS) throw e;
         }
       }
     }
-    this.#log.info('stun listening', { host: host === '' ? '*' : host, port: this.#port, strictTailnode: this.#strict });
+    this.#path = path;
+    this.#log.info('stun listening', { host: host === '' ? '*' : host, port: this.#port, strictTailnode: this.#strict, io: path });
   }
 
   /** A snapshot of the counters. */
   metrics(): StunMetrics {
+    for (const l of this.#listeners) l.syncStats?.();
     return {
       requests: { ...this.#m.requests },
       addrfamily: { ...this.#m.addrfamily },
@@ -97,11 +146,17 @@ export class StunServer {
   }
 
   async close(): Promise<void> {
-    const socks = this.#sockets.splice(0);
-    await Promise.all(socks.map(closeSocket));
+    const ls = this.#listeners.splice(0);
+    await Promise.all(ls.map((l) => l.close()));
   }
 
-  async #bind(type: 'udp4' | 'udp6', address: string, port: number, ipv6Only: boolean): Promise<dgram.Socket> {
+  async #bindBatch(family: 4 | 6, host: string, port: number, ipv6Only: boolean): Promise<Listener> {
+    const l = new StunBatchListener({ family, host, port, ipv6Only, strictTailnode: this.#strict, metrics: this.#m, log: this.#log });
+    this.#listeners.push(l);
+    return l;
+  }
+
+  async #bind(type: 'udp4' | 'udp6', address: string, port: number, ipv6Only: boolean): Promise<Listener> {
     const sock = dgram.createSocket({ type, ipv6Only });
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error): void => {
@@ -127,8 +182,9 @@ export class StunServer {
         this.#log.debug('stun read error', { error: e.message });
       }
     });
-    this.#sockets.push(sock);
-    return sock;
+    const l: Listener = { port: sock.address().port, close: () => closeSocket(sock) };
+    this.#listeners.push(l);
+    return l;
   }
 
   #onMessage(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -183,4 +239,10 @@ function closeSocket(s: dgram.Socket): Promise<void> {
       resolve(); // already closed
     }
   });
+}
+
+/** errno name of a bind failure from either path (`EADDRINUSE`, `EAFNOSUPPORT`…). */
+function errnoOf(e: unknown): string | undefined {
+  if (e instanceof UdpBatchError) return e.errno ?? undefined;
+  return (e as NodeJS.ErrnoException).code;
 }
