@@ -28,6 +28,7 @@ import { ip16 } from './ip.ts';
 import { DropReason } from './metrics.ts';
 import { Outbox } from './outbox.ts';
 import { ReceiveBudget, TokenBucket } from './ratelimit.ts';
+import { RouteCache } from './route-cache.ts';
 import { StreamFrameReader, type FrameSink, type HeaderVerdict } from './reader.ts';
 import { BatchWriter } from './writer.ts';
 
@@ -51,6 +52,8 @@ export class ClientConn implements FrameSink {
   isWatcher = false;
   /** The registry entry of this connection's key while live (set by the core). */
   keyConns: KeyConns<ClientConn> | null = null;
+  /** This sender's last destination (route-cache.ts), used by the core's routeSend. */
+  readonly route = new RouteCache<KeyConns<ClientConn>>();
   /** Sources this connection has been sent packets from (the §9.4 "heard from" record). */
   readonly heardFrom = new Set<string>();
   /** Resolves when the underlying stream has closed. */

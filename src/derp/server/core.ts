@@ -64,6 +64,8 @@ export class Core implements ServerCore {
   #notIdeal = 0;
   #dirty: ClientConn[] = [];
   #flushScheduled = false;
+  /** Bumped whenever a key's connection set leaves #clients: invalidates the senders' RouteCache entries. */
+  #routeGen = 0;
 
   constructor(o: CoreOptions) {
     this.clock = o.clock;
@@ -129,6 +131,7 @@ export class Core implements ServerCore {
     const set = this.#clients.get(c.keyId);
     if (set === undefined || !set.remove(c) || set.size > 0) return;
     this.#clients.delete(c.keyId);
+    this.#routeGen++; // every sender's cached destination set may be this one
     if (this.#watchers.size > 0) {
       const frame = encodeFrame(FrameType.PeerGone, c.key, Uint8Array.of(PeerGoneReason.Disconnected));
       for (const w of this.#watchers) w.enqueueWatcherFrame(frame);
@@ -173,8 +176,16 @@ export class Core implements ServerCore {
     counters.bytesReceived += packet.length;
     if (disco) counters.receivedDisco++;
     else counters.receivedOther++;
-    const dstId = frame.toString('latin1', 0, KEY_LEN); // same string as keyId(), one allocation fewer
-    const set = this.#clients.get(dstId);
+    // Most senders talk to one peer at a time: reuse the last destination's set while the key bytes match and no
+    // set has left the registry since, instead of a 32-char string and a Map lookup per packet.
+    const cache = from.route;
+    let set = cache.gen === this.#routeGen ? cache.lookup(frame) : undefined;
+    let dstId = '';
+    if (set === undefined) {
+      dstId = frame.toString('latin1', 0, KEY_LEN); // same string as keyId(), one allocation fewer
+      set = this.#clients.get(dstId);
+      if (set !== undefined) cache.remember(frame, set, this.#routeGen);
+    }
     if (set !== undefined) {
       const to = set.active;
       if (to !== undefined) to.enqueuePacket(from.key, from.keyId, packet, disco);

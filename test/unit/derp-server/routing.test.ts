@@ -31,6 +31,31 @@ describe('DERP server routing', () => {
     await server.close();
   });
 
+  it('routes to a destination that left and came back with the same key (route cache invalidated), and switches between destinations', async () => {
+    const { server } = newServer();
+    const a = await TestClient.connect(server);
+    const bPriv = generatePrivate();
+    const b1 = await TestClient.connect(server, { priv: bPriv });
+    const c = await TestClient.connect(server);
+    a.send(b1.pub, Buffer.from('one'));
+    assert.equal(Buffer.from((await b1.next(FrameType.RecvPacket)).payload.subarray(32)).toString(), 'one');
+    b1.close();
+    await b1.closed;
+    await tick();
+    a.send(b1.pub, Buffer.from('lost'));
+    await tick();
+    const b2 = await TestClient.connect(server, { priv: bPriv });
+    a.send(b2.pub, Buffer.from('two'));
+    a.send(c.pub, Buffer.from('to c'));
+    a.send(b2.pub, Buffer.from('three'));
+    assert.equal(Buffer.from((await b2.next(FrameType.RecvPacket)).payload.subarray(32)).toString(), 'two');
+    assert.equal(Buffer.from((await b2.next(FrameType.RecvPacket)).payload.subarray(32)).toString(), 'three');
+    assert.equal(Buffer.from((await c.next(FrameType.RecvPacket)).payload.subarray(32)).toString(), 'to c');
+    assert.equal(server.metrics().packets_dropped.unknown_dest.other, 1);
+    server.consistencyCheck();
+    await server.close();
+  });
+
   it('loops a packet sent to your own key back', async () => {
     const { server } = newServer();
     const a = await TestClient.connect(server);
