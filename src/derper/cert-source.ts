@@ -9,7 +9,7 @@
  * wrapPort80, start and stop. Adapter.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Server as TlsServer } from 'node:tls';
+import type { SecureContextTarget as TlsServer } from './tls-listener.ts';
 import { WiremeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Clock } from '../time/clock.ts';

@@ -16,6 +16,11 @@ export const HTTP_MAX_HEADER_SIZE = 16 * 1024;
 export const HTTP_MAX_HEADERS_COUNT = 100;
 /** A TLS handshake must finish within this (Node tls.Server handshakeTimeout); part of Go's 30 s ReadTimeout. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
+/**
+ * Native TLS (docs/tls-native.md): every this often, connections without I/O since the previous pass give their
+ * OpenSSL record buffers back (SSL_free_buffers), so an idle connection holds no ~34 KiB of read/write buffers.
+ */
+export const TLS_BUFFER_TRIM_INTERVAL_MS = 1_000;
 
 /** Meta cert validity: now − 30 days .. now + 30 days (§3.3). */
 export const META_CERT_SKEW_MS = 30 * 24 * 3600 * 1000;

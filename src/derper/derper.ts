@@ -8,6 +8,7 @@
 import { readdirSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import type net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -25,6 +26,9 @@ import { openCertSource, type AcmeSettings } from './cert-source.ts';
 import { createProfileRoutes } from './profile.ts';
 import { createPort80Router, createRouter, splitTarget } from './routes.ts';
 import { sniAllowed, tlsServerOptions } from './tls.ts';
+import { createNativeTlsListener, type NativeTlsListener } from './tls-listener.ts';
+import { secureContextOptions } from './cert-reload.ts';
+import { nativeTlsAvailable } from '../net/tls-native.ts';
 import { renderPrometheus } from './varz.ts';
 import { generateMetaCert } from './x509.ts';
 import { Mesh, meshVars, type MeshPeerSpec } from './mesh.ts';
@@ -75,6 +79,8 @@ export interface DerperConfig {
   queueDepth?: number;
   /** `--rate-config` file ('' or absent = none); re-read by reloadRateConfig(). */
   rateConfigPath?: string;
+  /** TLS engine: 'native' (build/tls_conn.node, docs/tls-native.md), 'node' (node:https); default native when built. */
+  tlsEngine?: 'native' | 'node';
 }
 
 export interface RunningDerper {
@@ -101,7 +107,7 @@ export interface RunningDerper {
 
 const hostPort = (host: string, port: number): string => `${host.includes(':') ? `[${host}]` : host}:${port}`;
 
-function listen(server: http.Server, host: string, port: number): Promise<number> {
+function listen(server: net.Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (e: Error): void => reject(e);
     server.once('error', onError);
@@ -194,12 +200,18 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
     // Only /derp upgrades reach the 'upgrade' event; any other Upgrade request is served as a normal request.
     shouldUpgradeCallback: (req) => cfg.derp && splitTarget(req.url).path === '/derp',
   };
+  const tlsHostname = cfg.tls?.hostname ?? cfg.hostname;
+  const useNativeTls = cert !== null && meta !== null && (cfg.tlsEngine ?? (nativeTlsAvailable() ? 'native' : 'node')) === 'native';
   const main =
-    cert === null || meta === null
+    cert === null || meta === null || useNativeTls
       ? http.createServer(httpOpts, router)
-      : https.createServer({ ...httpOpts, ...tlsServerOptions(cert, meta.certPem, cfg.tls?.hostname ?? cfg.hostname) }, router);
+      : https.createServer({ ...httpOpts, ...tlsServerOptions(cert, meta.certPem, tlsHostname) }, router);
   main.maxHeadersCount = HTTP_MAX_HEADERS_COUNT;
-  if (acceptLimiter !== null && !acceptLimiter.unlimited) guardListener(main, acceptLimiter, logger);
+  // Native TLS: the TCP listener is separate from the HTTP server that gets the finished TLS connections.
+  const nativeTls: NativeTlsListener | null = !useNativeTls || cert === null || meta === null
+    ? null
+    : createNativeTlsListener(main, secureContextOptions(cert, meta.certPem), tlsHostname, tlsVersions, logger);
+  if (acceptLimiter !== null && !acceptLimiter.unlimited) guardListener(nativeTls?.listener ?? main, acceptLimiter, logger);
   main.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => handleDerpHttp(engine, req, socket, head));
   main.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
     socket.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nCONNECT not enabled\n');
@@ -209,7 +221,7 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
     if (socket.writable) socket.end(err.code === 'HPE_HEADER_OVERFLOW' ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   });
-  if (cert !== null && cfg.tls !== null) {
+  if (cert !== null && cfg.tls !== null && nativeTls === null) {
     const hostname = cfg.tls.hostname;
     main.on('secureConnection', (s: TLSSocket) => {
       const v = s.getProtocol() ?? 'unknown';
@@ -223,9 +235,17 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
   }
 
   const servers: http.Server[] = [];
+  const closers: (() => Promise<void>)[] = [];
   try {
-    const port = await listen(main, cfg.host, cfg.port);
-    servers.push(main);
+    let port: number;
+    if (nativeTls === null) {
+      port = await listen(main, cfg.host, cfg.port);
+      servers.push(main);
+    } else {
+      port = await listen(nativeTls.listener, cfg.host, cfg.port);
+      closers.push(() => nativeTls.close());
+      servers.push(main);
+    }
     let port80: number | null = null;
     if (cert !== null && cfg.httpPort >= 0) {
       const plain = http.createServer({ ...httpOpts, shouldUpgradeCallback: () => false }, certSource?.wrapPort80(createPort80Router(router, { debugPolicy })) ?? createPort80Router(router, { debugPolicy }));
@@ -238,7 +258,7 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
       await stun.listen({ port: cfg.stunPort, ...(cfg.host === '' ? {} : { host: cfg.host }) });
     }
     bootstrap.start(clock);
-    if (certSource !== null) await certSource.start(main as https.Server, meta?.certPem ?? null);
+    if (certSource !== null) await certSource.start(nativeTls ?? (main as https.Server), meta?.certPem ?? null);
     const mesh = meshRef = cfg.meshKey === null || (cfg.meshWith?.length ?? 0) === 0 ? null : new Mesh({
       server: engine,
       privateKey: cfg.privateKey,
@@ -273,7 +293,7 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
           bootstrap.stop();
           certSource?.stop();
           await mesh?.close();
-          await Promise.all([...servers.map(closeServer), engine.close(), stun?.close() ?? Promise.resolve()]);
+          await Promise.all([...closers.map((c) => c()), ...servers.map(closeServer), engine.close(), stun?.close() ?? Promise.resolve()]);
         })();
         return closing;
       },
@@ -281,7 +301,7 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
   } catch (e) {
     bootstrap.stop();
     certSource?.stop();
-    await Promise.all([...servers.map(closeServer), engine.close(), stun?.close() ?? Promise.resolve()]);
+    await Promise.all([...closers.map((c) => c()), ...servers.map(closeServer), engine.close(), stun?.close() ?? Promise.resolve()]);
     throw e;
   }
 }

@@ -1,5 +1,6 @@
 // A whole derper in-process on 127.0.0.1:0 (spec/derp.md §3, §16): plain HTTP routes and the /derp upgrade,
 // then manual cert mode with a generated IP cert where a TLS client sees the meta cert in the served chain.
+import { nativeTlsAvailable, nativeTlsUnavailableReason } from '../../../src/net/tls-native.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -150,97 +151,102 @@ function certificatesFromTls12(bytes: Buffer): Buffer[] {
   return [];
 }
 
+const skipEngine = (e: 'native' | 'node'): string | false => (e === 'native' && !nativeTlsAvailable() ? `tls addon not built: ${nativeTlsUnavailableReason()}` : false);
+
 async function tlsStart(t: { after(fn: () => unknown): void }, over: Partial<DerperConfig>, dir: string): Promise<RunningDerper> {
   const d = await startDerper(config({ tls: { hostname: '127.0.0.1', certDir: dir }, ...over }));
   t.after(() => d.close());
   return d;
 }
 
-test('manual cert mode with an IP: generated cert files, TLS 1.3 + ALPN, meta cert served last in the chain', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'derper-tls-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const d = await tlsStart(t, { httpPort: 0 }, dir);
-  assert.equal(d.tls, true);
-  assert.equal(statSync(path.join(dir, '127.0.0.1.key')).mode & 0o777, 0o600);
-  assert.equal(statSync(path.join(dir, '127.0.0.1.crt')).mode & 0o777, 0o644);
-  assert.match(d.derpNodeJson ?? '', /^\{"Name":"custom","RegionID":900,"HostName":"127\.0\.0\.1","CertName":"sha256-raw:[0-9a-f]{64}"\}$/);
-  assert.match(d.listeningLine(), new RegExp(`^derper: listening https=127\\.0\\.0\\.1:${d.httpPort} stun=\\d+ port80=127\\.0\\.0\\.1:${d.port80}$`));
+// Both TLS engines: the native addon (the default when built) and node:https (the fallback).
+for (const tlsEngine of ['native', 'node'] as const) {
+  test(`[${tlsEngine} TLS] manual cert mode with an IP: generated cert files, TLS 1.3 + ALPN, meta cert served last in the chain`, { skip: skipEngine(tlsEngine) }, async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'derper-tls-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const d = await tlsStart(t, { httpPort: 0, tlsEngine }, dir);
+    assert.equal(d.tls, true);
+    assert.equal(statSync(path.join(dir, '127.0.0.1.key')).mode & 0o777, 0o600);
+    assert.equal(statSync(path.join(dir, '127.0.0.1.crt')).mode & 0o777, 0o644);
+    assert.match(d.derpNodeJson ?? '', /^\{"Name":"custom","RegionID":900,"HostName":"127\.0\.0\.1","CertName":"sha256-raw:[0-9a-f]{64}"\}$/);
+    assert.match(d.listeningLine(), new RegExp(`^derper: listening https=127\\.0\\.0\\.1:${d.httpPort} stun=\\d+ port80=127\\.0\\.0\\.1:${d.port80}$`));
 
-  // TLS 1.3 with the generated cert as the trust anchor (SNI may be anything for an IP hostname).
-  const s = tls.connect({ port: d.httpPort, host: '127.0.0.1', servername: 'anything.example', ca: (await import('node:fs')).readFileSync(path.join(dir, '127.0.0.1.crt')), checkServerIdentity: () => undefined, ALPNProtocols: ['http/1.1'] });
-  await new Promise<void>((resolve, reject) => s.once('secureConnect', resolve).once('error', reject));
-  assert.equal(s.getProtocol(), 'TLSv1.3');
-  assert.equal(s.alpnProtocol, 'http/1.1');
-  assert.equal(s.getPeerX509Certificate()?.subject, 'CN=127.0.0.1');
-  // Fast start over TLS: no HTTP response, the first bytes are the ServerKey frame.
-  const first = await new Promise<Buffer>((resolve) => {
-    s.once('data', resolve);
-    s.write('GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: DERP\r\nConnection: Upgrade\r\nDerp-Fast-Start: 1\r\n\r\n');
+    // TLS 1.3 with the generated cert as the trust anchor (SNI may be anything for an IP hostname).
+    const s = tls.connect({ port: d.httpPort, host: '127.0.0.1', servername: 'anything.example', ca: (await import('node:fs')).readFileSync(path.join(dir, '127.0.0.1.crt')), checkServerIdentity: () => undefined, ALPNProtocols: ['http/1.1'] });
+    await new Promise<void>((resolve, reject) => s.once('secureConnect', resolve).once('error', reject));
+    assert.equal(s.getProtocol(), 'TLSv1.3');
+    assert.equal(s.alpnProtocol, 'http/1.1');
+    assert.equal(s.getPeerX509Certificate()?.subject, 'CN=127.0.0.1');
+    // Fast start over TLS: no HTTP response, the first bytes are the ServerKey frame.
+    const first = await new Promise<Buffer>((resolve) => {
+      s.once('data', resolve);
+      s.write('GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: DERP\r\nConnection: Upgrade\r\nDerp-Fast-Start: 1\r\n\r\n');
+    });
+    assert.deepEqual(serverKeyFrameOf(first, 0), { type: 1, len: 40, magic: '44455250f09f9491', key: toHex(d.publicKey) });
+    s.destroy();
+
+    // TLS 1.2 sends the Certificate message in clear: read the served chain off the wire.
+    const recorded: Buffer[] = [];
+    const s12 = tls.connect({ socket: tappedSocket(d.httpPort, recorded), servername: '127.0.0.1', rejectUnauthorized: false, maxVersion: 'TLSv1.2' });
+    await new Promise<void>((resolve, reject) => s12.once('secureConnect', resolve).once('error', reject));
+    assert.equal(s12.getProtocol(), 'TLSv1.2');
+    s12.destroy();
+    const chain = certificatesFromTls12(Buffer.concat(recorded)).map((b) => new X509Certificate(b));
+    assert.equal(chain.length, 2);
+    assert.equal(chain[0]!.subject, 'CN=127.0.0.1');
+    assert.equal(chain[1]!.subject, `CN=derpkey${toHex(d.publicKey)}`);
+    assert.equal(chain[1]!.serialNumber, '02');
+
+    // TLS 1.1 is refused (MinVersion 1.2).
+    const old = tls.connect({ port: d.httpPort, host: '127.0.0.1', rejectUnauthorized: false, minVersion: 'TLSv1', maxVersion: 'TLSv1.1' });
+    await assert.rejects(new Promise((resolve, reject) => old.once('secureConnect', resolve).once('error', reject)));
+    old.destroy();
+
+    // Port-80 listener: generate_204 served, other GETs redirected to HTTPS.
+    const g = await fetch(`http://127.0.0.1:${d.port80}/generate_204`, { headers: { 'X-Tailscale-Challenge': 'ts_abc' } });
+    assert.equal(g.status, 204);
+    assert.equal(g.headers.get('x-tailscale-response'), 'response ts_abc');
+    const r = await fetch(`http://127.0.0.1:${d.port80}/derp`, { redirect: 'manual' });
+    assert.equal(r.status, 302);
+    assert.equal(r.headers.get('location'), `https://127.0.0.1:${d.port80}/derp`);
+
+    // A restart reuses the files (same pin).
+    const again = await tlsStart(t, { tlsEngine }, dir);
+    assert.equal(again.derpNodeJson, d.derpNodeJson);
   });
-  assert.deepEqual(serverKeyFrameOf(first, 0), { type: 1, len: 40, magic: '44455250f09f9491', key: toHex(d.publicKey) });
-  s.destroy();
 
-  // TLS 1.2 sends the Certificate message in clear: read the served chain off the wire.
-  const recorded: Buffer[] = [];
-  const s12 = tls.connect({ socket: tappedSocket(d.httpPort, recorded), servername: '127.0.0.1', rejectUnauthorized: false, maxVersion: 'TLSv1.2' });
-  await new Promise<void>((resolve, reject) => s12.once('secureConnect', resolve).once('error', reject));
-  assert.equal(s12.getProtocol(), 'TLSv1.2');
-  s12.destroy();
-  const chain = certificatesFromTls12(Buffer.concat(recorded)).map((b) => new X509Certificate(b));
-  assert.equal(chain.length, 2);
-  assert.equal(chain[0]!.subject, 'CN=127.0.0.1');
-  assert.equal(chain[1]!.subject, `CN=derpkey${toHex(d.publicKey)}`);
-  assert.equal(chain[1]!.serialNumber, '02');
-
-  // TLS 1.1 is refused (MinVersion 1.2).
-  const old = tls.connect({ port: d.httpPort, host: '127.0.0.1', rejectUnauthorized: false, minVersion: 'TLSv1', maxVersion: 'TLSv1.1' });
-  await assert.rejects(new Promise((resolve, reject) => old.once('secureConnect', resolve).once('error', reject)));
-  old.destroy();
-
-  // Port-80 listener: generate_204 served, other GETs redirected to HTTPS.
-  const g = await fetch(`http://127.0.0.1:${d.port80}/generate_204`, { headers: { 'X-Tailscale-Challenge': 'ts_abc' } });
-  assert.equal(g.status, 204);
-  assert.equal(g.headers.get('x-tailscale-response'), 'response ts_abc');
-  const r = await fetch(`http://127.0.0.1:${d.port80}/derp`, { redirect: 'manual' });
-  assert.equal(r.status, 302);
-  assert.equal(r.headers.get('location'), `https://127.0.0.1:${d.port80}/derp`);
-
-  // A restart reuses the files (same pin).
-  const again = await tlsStart(t, {}, dir);
-  assert.equal(again.derpNodeJson, d.derpNodeJson);
-});
-
-test('manual cert mode with a DNS hostname: SNI must match ("cert mismatch with hostname")', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'derper-sni-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const host = 'derp.example.test';
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const der = buildCertificate({ serial: Uint8Array.of(7), commonName: host, notBeforeMs: Date.now() - 1000, notAfterMs: Date.now() + 86_400_000, publicKey, privateKey, extensions: [basicConstraintsLeaf(), subjectAltName({ dns: [host] })] });
-  writeFileSync(path.join(dir, `${host}.crt`), derToPem(der));
-  writeFileSync(path.join(dir, `${host}.key`), privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  const d = await startDerper(config({ tls: { hostname: host, certDir: dir }, hostname: host, stunPort: null }));
-  t.after(() => d.close());
-  assert.equal(d.derpNodeJson, null);
-  const ca = derToPem(der);
-  const ok = tls.connect({ port: d.httpPort, host: '127.0.0.1', servername: host, ca });
-  await new Promise<void>((resolve, reject) => ok.once('secureConnect', resolve).once('error', reject));
-  assert.equal(ok.authorized, true);
-  ok.destroy();
-  const bad = tls.connect({ port: d.httpPort, host: '127.0.0.1', servername: 'other.example.test', rejectUnauthorized: false });
-  await assert.rejects(new Promise((resolve, reject) => bad.once('secureConnect', resolve).once('error', reject)));
-  bad.destroy();
-  // No SNI at all: refused right after the handshake.
-  const none = tls.connect({ port: d.httpPort, host: '127.0.0.1', rejectUnauthorized: false });
-  none.on('error', () => {});
-  const closed = await new Promise<boolean>((resolve) => {
-    none.once('close', () => resolve(true));
-    none.once('secureConnect', () => none.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
-    none.once('data', () => resolve(false));
+  test(`[${tlsEngine} TLS] manual cert mode with a DNS hostname: SNI must match ("cert mismatch with hostname")`, { skip: skipEngine(tlsEngine) }, async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'derper-sni-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const host = 'derp.example.test';
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const der = buildCertificate({ serial: Uint8Array.of(7), commonName: host, notBeforeMs: Date.now() - 1000, notAfterMs: Date.now() + 86_400_000, publicKey, privateKey, extensions: [basicConstraintsLeaf(), subjectAltName({ dns: [host] })] });
+    writeFileSync(path.join(dir, `${host}.crt`), derToPem(der));
+    writeFileSync(path.join(dir, `${host}.key`), privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const d = await startDerper(config({ tls: { hostname: host, certDir: dir }, hostname: host, stunPort: null, tlsEngine }));
+    t.after(() => d.close());
+    assert.equal(d.derpNodeJson, null);
+    const ca = derToPem(der);
+    const ok = tls.connect({ port: d.httpPort, host: '127.0.0.1', servername: host, ca });
+    await new Promise<void>((resolve, reject) => ok.once('secureConnect', resolve).once('error', reject));
+    assert.equal(ok.authorized, true);
+    ok.destroy();
+    const bad = tls.connect({ port: d.httpPort, host: '127.0.0.1', servername: 'other.example.test', rejectUnauthorized: false });
+    await assert.rejects(new Promise((resolve, reject) => bad.once('secureConnect', resolve).once('error', reject)));
+    bad.destroy();
+    // No SNI at all: refused right after the handshake.
+    const none = tls.connect({ port: d.httpPort, host: '127.0.0.1', rejectUnauthorized: false });
+    none.on('error', () => {});
+    const closed = await new Promise<boolean>((resolve) => {
+      none.once('close', () => resolve(true));
+      none.once('secureConnect', () => none.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+      none.once('data', () => resolve(false));
+    });
+    assert.equal(closed, true);
+    // A cert that does not cover the hostname is refused at start.
+    await assert.rejects(startDerper(config({ tls: { hostname: 'wrong.example.test', certDir: dir }, stunPort: null })), { code: 'tls_cert_missing' });
+    writeFileSync(path.join(dir, 'wrong.example.test.crt'), derToPem(der));
+    writeFileSync(path.join(dir, 'wrong.example.test.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    await assert.rejects(startDerper(config({ tls: { hostname: 'wrong.example.test', certDir: dir }, stunPort: null })), { code: 'tls_cert_hostname' });
   });
-  assert.equal(closed, true);
-  // A cert that does not cover the hostname is refused at start.
-  await assert.rejects(startDerper(config({ tls: { hostname: 'wrong.example.test', certDir: dir }, stunPort: null })), { code: 'tls_cert_missing' });
-  writeFileSync(path.join(dir, 'wrong.example.test.crt'), derToPem(der));
-  writeFileSync(path.join(dir, 'wrong.example.test.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  await assert.rejects(startDerper(config({ tls: { hostname: 'wrong.example.test', certDir: dir }, stunPort: null })), { code: 'tls_cert_hostname' });
-});
+}

@@ -1,0 +1,379 @@
+/**
+ * Server-side TLS on the native addon build/tls_conn.node (native/tls_conn.c; docs/tls-native.md), for the
+ * derper listener (spec/derp.md §3.3, §16.1; spec/node-performance.md §1 on what TLS costs per record in Node).
+ * Adapter layer.
+ *
+ * A `NativeTlsServer` takes TCP sockets accepted by a `net.Server` created with `pauseOnConnect: true` (Node owns
+ * and never reads them), runs the handshake in C and hands each finished connection over as a
+ * `NativeTlsSocket`: a Duplex of plaintext that an `http.Server` accepts through `emit('connection', …)` and the
+ * DERP server writes frames to. When the addon is not built, `nativeTlsAvailable()` is false and the derper uses
+ * Node's https server.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import path from 'node:path';
+import { Duplex } from 'node:stream';
+import { WiremeshError } from '../errors.ts';
+
+declare const brand: unique symbol;
+type Handle<T extends string> = { readonly [brand]: T };
+type CtxHandle = Handle<'ctx'>;
+type ServerHandle = Handle<'server'>;
+
+/** Event kinds of onEvent (EV_* in native/tls_conn.c). */
+const Ev = { Secure: 1, Drain: 2, Eof: 3, Error: 4 } as const;
+
+interface Native {
+  ABI: number;
+  ctxNew(certPem: string, keyPem: string, sniHost: string): CtxHandle;
+  server(onRead: (id: number, data: Buffer) => void, onEvent: (id: number, kind: number, text: string) => void): ServerHandle;
+  attach(s: ServerHandle, ctx: CtxHandle, fd: number): number;
+  write(s: ServerHandle, id: number, data: Uint8Array): number;
+  readStart(s: ServerHandle, id: number): boolean;
+  readStop(s: ServerHandle, id: number): boolean;
+  readNow(s: ServerHandle, id: number): boolean;
+  shutdown(s: ServerHandle, id: number): boolean;
+  close(s: ServerHandle, id: number): boolean;
+  info(s: ServerHandle, id: number): [string?, string?, string?];
+  trim(s: ServerHandle): number;
+}
+
+/** Version of the JS↔C contract this module speaks. */
+const ADDON_ABI = 1;
+/** Where scripts/build-native.ts puts the addon. */
+export const TLS_ADDON_PATH = path.resolve(import.meta.dirname, '../../build/tls_conn.node');
+
+let loaded: { native: Native | null; reason: string | null } | null = null;
+
+function load(): { native: Native | null; reason: string | null } {
+  if (loaded !== null) return loaded;
+  if (process.env.WIREMESH_NODE_TLS === '1') return (loaded = { native: null, reason: 'WIREMESH_NODE_TLS=1' });
+  if (!existsSync(TLS_ADDON_PATH)) return (loaded = { native: null, reason: `${TLS_ADDON_PATH} not built (node scripts/build-native.ts)` });
+  try {
+    const n = createRequire(import.meta.url)(TLS_ADDON_PATH) as Partial<Native>;
+    loaded = n.ABI === ADDON_ABI && typeof n.attach === 'function'
+      ? { native: n as Native, reason: null }
+      : { native: null, reason: `${TLS_ADDON_PATH} is stale (rebuild it)` };
+  } catch (e) {
+    loaded = { native: null, reason: `cannot load ${TLS_ADDON_PATH}: ${String(e)}` };
+  }
+  return loaded;
+}
+
+/** True when the TLS addon is built and loadable (and WIREMESH_NODE_TLS=1 is not set). */
+export function nativeTlsAvailable(): boolean {
+  return load().native !== null;
+}
+
+/** Why the addon is unavailable (null when it is available). */
+export function nativeTlsUnavailableReason(): string | null {
+  return load().reason;
+}
+
+function addon(): Native {
+  const { native, reason } = load();
+  if (native === null) throw new WiremeshError('tls_native_unavailable', reason ?? 'tls addon unavailable');
+  return native;
+}
+
+/** A certificate chain + key + SNI policy, ready for handshakes. */
+export class NativeTlsContext {
+  readonly handle: CtxHandle;
+  /**
+   * `chainPem`: leaf first, then every certificate to send after it. `sniHost`: '' accepts any SNI (or none);
+   * otherwise a ClientHello whose SNI is missing or differs fails the handshake (unrecognized_name).
+   */
+  constructor(chainPem: string, keyPem: string, sniHost: string) {
+    try {
+      this.handle = addon().ctxNew(chainPem, keyPem, sniHost);
+    } catch (e) {
+      if (e instanceof WiremeshError) throw e;
+      const x = e as { code?: unknown; message?: unknown };
+      throw new WiremeshError(typeof x.code === 'string' ? x.code : 'tls_native_bad_cert', String(x.message ?? e), { cause: e });
+    }
+  }
+}
+
+export interface NativeTlsServerOptions {
+  context: NativeTlsContext;
+  /** A connection that did not finish its handshake within this is closed. */
+  handshakeTimeoutMs: number;
+  /** Runs once per finished handshake; the socket is flowing-ready plaintext. */
+  onSecure: (socket: NativeTlsSocket) => void;
+  /** Runs for a handshake that failed or timed out (the TCP socket is already destroyed). */
+  onHandshakeError?: (err: WiremeshError, raw: Socket) => void;
+}
+
+interface Entry {
+  raw: Socket;
+  timer: NodeJS.Timeout | null;
+  socket: NativeTlsSocket | null;
+}
+
+export class NativeTlsServer {
+  readonly #native: Native;
+  readonly #handle: ServerHandle;
+  readonly #conns = new Map<number, Entry>();
+  #context: NativeTlsContext;
+  readonly #opts: NativeTlsServerOptions;
+
+  constructor(opts: NativeTlsServerOptions) {
+    this.#native = addon();
+    this.#opts = opts;
+    this.#context = opts.context;
+    this.#handle = this.#native.server(this.#onRead, this.#onEvent);
+  }
+
+  /** New handshakes use `ctx`; established connections keep theirs (certificate reload). */
+  setContext(ctx: NativeTlsContext): void {
+    this.#context = ctx;
+  }
+
+  /** Open connections (handshaking or established). */
+  get size(): number {
+    return this.#conns.size;
+  }
+
+  /** Starts the handshake on an accepted, paused TCP socket (net.Server with pauseOnConnect). */
+  attach(raw: Socket): void {
+    const fd = (raw as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (raw.destroyed || typeof fd !== 'number' || fd < 0) {
+      raw.destroy();
+      return;
+    }
+    let id: number;
+    try {
+      id = this.#native.attach(this.#handle, this.#context.handle, fd);
+    } catch {
+      raw.destroy();
+      return;
+    }
+    const e: Entry = { raw, timer: null, socket: null };
+    e.timer = setTimeout(() => this.#fail(id, new WiremeshError('tls_handshake_timeout', 'tls handshake timed out'), raw), this.#opts.handshakeTimeoutMs);
+    this.#conns.set(id, e);
+    // Ids are reused once released: these late events only act while `id` still names this socket.
+    raw.on('error', () => this.#fail(id, new WiremeshError('tls_socket_error', 'tcp socket error'), raw));
+    raw.on('close', () => this.release(id, raw));
+  }
+
+  /** Frees OpenSSL record buffers of connections idle since the previous call. */
+  trim(): number {
+    return this.#native.trim(this.#handle);
+  }
+
+  /** Closes every connection. */
+  closeAll(): void {
+    for (const id of [...this.#conns.keys()]) {
+      const e = this.#conns.get(id);
+      if (e?.socket !== null && e?.socket !== undefined) e.socket.destroy();
+      else this.release(id);
+    }
+  }
+
+  // ---- used by NativeTlsSocket ----
+
+  /** @internal */ write(id: number, data: Uint8Array): number {
+    return this.#native.write(this.#handle, id, data);
+  }
+  /** @internal */ readStart(id: number): void {
+    if (this.#native.readStart(this.#handle, id)) setImmediate(() => this.#native.readNow(this.#handle, id));
+  }
+  /** @internal */ readStop(id: number): void {
+    this.#native.readStop(this.#handle, id);
+  }
+  /** @internal */ shutdown(id: number): void {
+    this.#native.shutdown(this.#handle, id);
+  }
+
+  /** Closes the TLS state of `id` and destroys its TCP socket (idempotent; `raw`: only if `id` is still it). @internal */
+  release(id: number, raw?: Socket): void {
+    const e = this.#conns.get(id);
+    if (e === undefined || (raw !== undefined && e.raw !== raw)) return;
+    this.#conns.delete(id);
+    if (e.timer !== null) clearTimeout(e.timer);
+    // Native first: it stops polling the fd before Node closes it.
+    this.#native.close(this.#handle, id);
+    e.raw.destroy();
+    e.socket?.destroy();
+  }
+
+  #fail(id: number, err: WiremeshError, raw?: Socket): void {
+    const e = this.#conns.get(id);
+    if (e === undefined || (raw !== undefined && e.raw !== raw)) return;
+    if (e.socket !== null) {
+      e.socket.destroy(err);
+      return;
+    }
+    this.release(id);
+    this.#opts.onHandshakeError?.(err, e.raw);
+  }
+
+  readonly #onRead = (id: number, data: Buffer): void => {
+    this.#conns.get(id)?.socket?.deliver(data);
+  };
+
+  readonly #onEvent = (id: number, kind: number, text: string): void => {
+    const e = this.#conns.get(id);
+    if (e === undefined) return;
+    switch (kind) {
+      case Ev.Secure: {
+        if (e.timer !== null) clearTimeout(e.timer);
+        e.timer = null;
+        const [protocol = '', servername = '', alpn = ''] = this.#native.info(this.#handle, id);
+        e.socket = new NativeTlsSocket(this, id, e.raw, { protocol, servername, alpn });
+        this.#opts.onSecure(e.socket);
+        break;
+      }
+      case Ev.Drain:
+        e.socket?.drained();
+        break;
+      case Ev.Eof:
+        e.socket?.deliver(null);
+        break;
+      case Ev.Error:
+        this.#fail(id, new WiremeshError('tls_error', text));
+        break;
+    }
+  };
+}
+
+export interface NativeTlsInfo {
+  /** 'TLSv1.3', 'TLSv1.2'. */
+  protocol: string;
+  /** SNI the client sent ('' for none). */
+  servername: string;
+  /** Negotiated ALPN protocol ('' for none). */
+  alpn: string;
+}
+
+/**
+ * One established TLS connection as a plaintext Duplex, shaped like a tls.TLSSocket where http.Server and the
+ * DERP server look (remoteAddress/Port, encrypted, setNoDelay, setKeepAlive, setTimeout).
+ */
+export class NativeTlsSocket extends Duplex {
+  readonly encrypted = true;
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  readonly remoteFamily: string | undefined;
+  readonly localAddress: string | undefined;
+  readonly localPort: number | undefined;
+  readonly servername: string;
+  readonly alpnProtocol: string | false;
+  readonly #protocol: string;
+  readonly #server: NativeTlsServer;
+  readonly #id: number;
+  readonly #raw: Socket;
+  #drainCb: ((err?: Error | null) => void) | null = null;
+  #timeoutMs = 0;
+  #timer: NodeJS.Timeout | null = null;
+  #bytesRead = 0;
+  #bytesWritten = 0;
+
+  constructor(server: NativeTlsServer, id: number, raw: Socket, info: NativeTlsInfo) {
+    super({ allowHalfOpen: false });
+    this.#server = server;
+    this.#id = id;
+    this.#raw = raw;
+    this.remoteAddress = raw.remoteAddress;
+    this.remotePort = raw.remotePort;
+    this.remoteFamily = raw.remoteFamily;
+    this.localAddress = raw.localAddress;
+    this.localPort = raw.localPort;
+    this.servername = info.servername;
+    this.alpnProtocol = info.alpn === '' ? false : info.alpn;
+    this.#protocol = info.protocol;
+  }
+
+  getProtocol(): string {
+    return this.#protocol;
+  }
+
+  get bytesRead(): number {
+    return this.#bytesRead;
+  }
+
+  get bytesWritten(): number {
+    return this.#bytesWritten;
+  }
+
+  setNoDelay(noDelay?: boolean): this {
+    this.#raw.setNoDelay(noDelay);
+    return this;
+  }
+
+  setKeepAlive(enable?: boolean, initialDelay?: number): this {
+    this.#raw.setKeepAlive(enable, initialDelay);
+    return this;
+  }
+
+  /** As net.Socket: 'timeout' after `ms` without reads or writes (0 disables). */
+  setTimeout(ms: number, cb?: () => void): this {
+    this.#timeoutMs = ms;
+    if (cb !== undefined) {
+      if (ms === 0) this.off('timeout', cb);
+      else this.once('timeout', cb);
+    }
+    this.#touch();
+    return this;
+  }
+
+  #touch(): void {
+    if (this.#timeoutMs === 0) {
+      if (this.#timer !== null) clearTimeout(this.#timer);
+      this.#timer = null;
+      return;
+    }
+    if (this.#timer !== null) this.#timer.refresh();
+    else this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.emit('timeout');
+    }, this.#timeoutMs);
+  }
+
+  /** Plaintext from the addon (null: the peer closed). @internal */
+  deliver(data: Buffer | null): void {
+    if (data === null) {
+      this.push(null);
+      return;
+    }
+    this.#bytesRead += data.length;
+    if (this.#timer !== null) this.#touch();
+    if (!this.push(data)) this.#server.readStop(this.#id);
+  }
+
+  /** Everything written reached the kernel. @internal */
+  drained(): void {
+    const cb = this.#drainCb;
+    this.#drainCb = null;
+    cb?.();
+  }
+
+  override _read(): void {
+    this.#server.readStart(this.#id);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    const pending = this.#server.write(this.#id, chunk);
+    this.#bytesWritten += chunk.length;
+    if (this.#timer !== null) this.#touch();
+    if (pending < 0) cb(new WiremeshError('tls_closed', 'write after the TLS connection closed'));
+    else if (pending === 0) cb();
+    else this.#drainCb = cb;
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.#server.shutdown(this.#id);
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    const drain = this.#drainCb;
+    this.#drainCb = null;
+    this.#server.release(this.#id, this.#raw);
+    drain?.(err ?? new WiremeshError('tls_closed', 'TLS connection closed'));
+    cb(err);
+  }
+}
