@@ -265,6 +265,9 @@ export class NativeTlsSocket extends Duplex {
   readonly #id: number;
   readonly #raw: Socket;
   #drainCb: ((err?: Error | null) => void) | null = null;
+  /** A writeDirect() left bytes in the addon: emit 'drain' when they are out. */
+  #directPending = false;
+  #directReader: ((chunk: Buffer) => void) | null = null;
   #timeoutMs = 0;
   #timer: NodeJS.Timeout | null = null;
   #bytesRead = 0;
@@ -331,6 +334,29 @@ export class NativeTlsSocket extends Duplex {
     }, this.#timeoutMs);
   }
 
+  /**
+   * Fast path for the DERP server (src/derp/server/stream-fast.ts): `fn` gets each chunk directly while the
+   * stream is flowing with nothing buffered, instead of through push() and 'data'; otherwise chunks take the
+   * Readable path as usual, so pause()/resume() and ordering hold. null removes it.
+   */
+  setDirectReader(fn: ((chunk: Buffer) => void) | null): void {
+    this.#directReader = fn;
+  }
+
+  /**
+   * Fast path for the DERP server: writes `chunk` now, without the Writable machinery, when nothing written
+   * earlier is still waiting. Returns the bytes the kernel did not take yet ('drain' follows when they are
+   * out), -1 when the connection is closed, or null when the caller must use write() (to keep the byte order).
+   */
+  writeDirect(chunk: Uint8Array): number | null {
+    if (this.writableLength !== 0 || this.#drainCb !== null || this.#directPending || this.writableEnded || this.destroyed) return null;
+    const pending = this.#server.write(this.#id, chunk);
+    this.#bytesWritten += chunk.length;
+    if (this.#timer !== null) this.#touch();
+    if (pending > 0) this.#directPending = true;
+    return pending;
+  }
+
   /** Plaintext from the addon (null: the peer closed). @internal */
   deliver(data: Buffer | null): void {
     if (data === null) {
@@ -339,7 +365,9 @@ export class NativeTlsSocket extends Duplex {
     }
     this.#bytesRead += data.length;
     if (this.#timer !== null) this.#touch();
-    if (!this.push(data)) this.#server.readStop(this.#id);
+    const direct = this.#directReader;
+    if (direct !== null && this.readableFlowing === true && this.readableLength === 0) direct(data);
+    else if (!this.push(data)) this.#server.readStop(this.#id);
   }
 
   /** Everything written reached the kernel. @internal */
@@ -347,6 +375,10 @@ export class NativeTlsSocket extends Duplex {
     const cb = this.#drainCb;
     this.#drainCb = null;
     cb?.();
+    if (this.#directPending) {
+      this.#directPending = false;
+      this.emit('drain');
+    }
   }
 
   override _read(): void {

@@ -30,6 +30,7 @@ import { Outbox } from './outbox.ts';
 import { ReceiveBudget, TokenBucket } from './ratelimit.ts';
 import { RouteCache } from './route-cache.ts';
 import { StreamFrameReader, type FrameSink, type HeaderVerdict } from './reader.ts';
+import { directStream } from './stream-fast.ts';
 import { BatchWriter } from './writer.ts';
 
 export type { ConnInfo, ReceiveLimit, ServerCore } from './conn-api.ts';
@@ -105,7 +106,9 @@ export class ClientConn implements FrameSink {
   start(head: Uint8Array | undefined): void {
     const s = this.#stream;
     (s as Duplex & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
-    s.on('data', (chunk: Buffer) => this.#onData(chunk));
+    const onData = (chunk: Buffer): void => this.#onData(chunk);
+    s.on('data', onData);
+    directStream(s)?.setDirectReader(onData);
     s.on('end', () => this.close(null, 'eof'));
     s.on('error', (e: Error) => this.close(new WiremeshError('stream_error', e.message, { cause: e })));
     s.on('close', () => this.close(null, 'stream closed'));

@@ -14,9 +14,13 @@ import { FRAME_HEADER_LEN } from '../constants.ts';
 import { writeHeader } from '../frame.ts';
 import type { Clock, Timer } from '../../time/clock.ts';
 import { WRITE_BATCH_BYTES, WRITE_BATCH_MIN_BYTES, WRITE_BUFFER_LIMIT } from './constants.ts';
+import { directStream, type DirectStream } from './stream-fast.ts';
 
 export class BatchWriter {
   readonly #stream: Duplex;
+  readonly #direct: DirectStream | null;
+  /** A direct write left bytes behind: one pending write until 'drain'. */
+  #directPending = false;
   readonly #clock: Clock;
   readonly #onTimeout: () => void;
   timeoutMs: number;
@@ -36,10 +40,15 @@ export class BatchWriter {
 
   constructor(stream: Duplex, clock: Clock, timeoutMs: number, onTimeout: () => void, onDrain: () => void) {
     this.#stream = stream;
+    this.#direct = directStream(stream);
     this.#clock = clock;
     this.timeoutMs = timeoutMs;
     this.#onTimeout = onTimeout;
     stream.on('drain', () => {
+      if (this.#directPending) {
+        this.#directPending = false;
+        this.#pending--;
+      }
       this.#blocked = false;
       this.#lastProgress = this.#clock.now();
       if (!this.#closed) onDrain();
@@ -96,9 +105,13 @@ export class BatchWriter {
     this.#buf = null;
     this.#used = 0;
     if (this.#pending === 0) this.#lastProgress = this.#clock.now();
+    // Native TLS: hand the batch straight to the addon when nothing is queued before it (stream-fast.ts).
+    const left = this.#direct?.writeDirect(chunk) ?? null;
+    if (left !== null && left <= 0) return; // all in the kernel (or closed: the stream's 'close' ends us)
     this.#pending++;
     const s = this.#stream;
-    if (!s.write(chunk, this.#afterWrite) && s.writableLength > WRITE_BUFFER_LIMIT) this.#blocked = true;
+    if (left !== null) this.#directPending = true;
+    else if (!s.write(chunk, this.#afterWrite) && s.writableLength > WRITE_BUFFER_LIMIT) this.#blocked = true;
     if (this.timeoutMs > 0 && this.#timer === null) this.#timer = this.#clock.setTimeout(this.#check, this.timeoutMs);
   }
 
