@@ -3,7 +3,10 @@
  * connecting, sending and leaving for a number of minutes, the server's RSS and open fds sampled every 10 s.
  *
  *   npm run soak -- --minutes 10                 # (script: node bench/soak.ts)
- *   node_modules/.bin/node bench/soak.ts --minutes 10 --workers 24 --packets 20
+ *   node_modules/.bin/node bench/soak.ts --minutes 10 --workers 24 --packets 20 [--tls]
+ *
+ * `--tls`: the derper serves TLS (manual cert mode, generated IP cert for 127.0.0.1; the native TLS engine when
+ * built, docs/tls-native.md) and the clients dial https; samples are read from its port-80 listener.
  *
  * Each worker loops: connect two fresh clients A and B (new keys), A sends `--packets` packets of random size
  * (64..1200 bytes) to B, B must receive every one byte-for-byte within 5 s, both leave (A closes cleanly, B's
@@ -27,6 +30,7 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '24' },
     packets: { type: 'string', default: '20' },
     'sample-seconds': { type: 'string', default: '10' },
+    tls: { type: 'boolean', default: false },
   },
 });
 const minutes = Number(values.minutes);
@@ -37,7 +41,9 @@ const WARMUP_MS = Math.min(60_000, (minutes * 60_000) / 4);
 
 const root = path.resolve(import.meta.dirname, '..');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'wm-soak-'));
-const child = spawn(process.execPath, [path.join(root, 'bin/wiremesh.js'), 'derper', '-a', '127.0.0.1:0', '-c', path.join(dir, 'derper.key'), '--stun-port', '0'], {
+const useTls = values.tls;
+const tlsArgs = useTls ? ['--certmode', 'manual', '--hostname', '127.0.0.1', '--certdir', dir, '--http-port', '0'] : [];
+const child = spawn(process.execPath, [path.join(root, 'bin/wiremesh.js'), 'derper', '-a', '127.0.0.1:0', '-c', path.join(dir, 'derper.key'), '--stun-port', '0', ...tlsArgs], {
   stdio: ['ignore', 'pipe', 'pipe'],
 });
 let serverLog = '';
@@ -45,16 +51,18 @@ child.stderr.on('data', (d: Buffer) => {
   serverLog += d.toString();
   if (serverLog.length > 100_000) serverLog = serverLog.slice(-50_000);
 });
-const port = await new Promise<number>((resolve, reject) => {
+// `port`: where clients dial; `debugPort`: where /debug is read over plain HTTP (the port-80 listener with TLS).
+const [port, debugPort] = await new Promise<[number, number]>((resolve, reject) => {
   let out = '';
   child.stdout.on('data', (d: Buffer) => {
     out += d.toString();
-    const m = /http=[^\s]*:(\d+)/.exec(out);
-    if (m !== null) resolve(Number(m[1]));
+    const m = useTls ? /https=[^\s]*:(\d+) .*port80=[^\s]*:(\d+)/.exec(out) : /http=[^\s]*:(\d+)/.exec(out);
+    if (m !== null) resolve([Number(m[1]), Number(m[2] ?? m[1])]);
   });
   child.once('exit', (code) => reject(new Error(`derper exited ${code}: ${serverLog}`)));
 });
-const url = `http://127.0.0.1:${port}/derp`;
+const url = `${useTls ? 'https' : 'http'}://127.0.0.1:${port}/derp`;
+const tls = useTls ? { tls: { ca: readFileSync(path.join(dir, '127.0.0.1.crt'), 'utf8'), servername: '127.0.0.1' } } : {};
 const pid = child.pid!;
 
 function procStatus(): { rssKiB: number; fds: number } {
@@ -64,9 +72,9 @@ function procStatus(): { rssKiB: number; fds: number } {
 
 async function scrape(): Promise<{ conns: number; accepts: number; heapKiB: number }> {
   // A full GC first (/debug/gc, like Go's), so heapUsed is the live heap, not GC timing.
-  const gc = await (await fetch(`http://127.0.0.1:${port}/debug/gc`)).text();
+  const gc = await (await fetch(`http://127.0.0.1:${debugPort}/debug/gc`)).text();
   const heapKiB = Math.round(Number(/-> (\d+)/.exec(gc)?.[1] ?? NaN) / 1024);
-  const r = await fetch(`http://127.0.0.1:${port}/debug/varz`);
+  const r = await fetch(`http://127.0.0.1:${debugPort}/debug/varz`);
   const varz = await r.text();
   const num = (name: string): number => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(varz)?.[1] ?? NaN);
   return { conns: num('derp_current_connections'), accepts: num('derp_accepts'), heapKiB };
@@ -79,8 +87,8 @@ const errorKinds = new Map<string, number>();
 const deadline = Date.now() + minutes * 60_000;
 
 async function cycle(): Promise<void> {
-  const a = await DerpClient.connect(url, { privateKey: generatePrivate() });
-  const b = await DerpClient.connect(url, { privateKey: generatePrivate() });
+  const a = await DerpClient.connect(url, { privateKey: generatePrivate(), ...tls });
+  const b = await DerpClient.connect(url, { privateKey: generatePrivate(), ...tls });
   try {
     const want: Uint8Array[] = [];
     for (let i = 0; i < packets; i++) {
@@ -144,7 +152,7 @@ const maxRss = Math.max(...samples.map((s) => s.rssKiB));
 const maxHeap = Math.max(...samples.map((s) => s.heapKiB));
 const lines = [
   '',
-  `## soak summary: ${minutes} min, ${workers} workers x 2 clients, ${packets} packets/cycle`,
+  `## soak summary: ${minutes} min, ${useTls ? 'TLS' : 'plain HTTP'}, ${workers} workers x 2 clients, ${packets} packets/cycle`,
   `cycles ${cycles}, connections ${cycles * 2}, packets ${sent}, errors ${errors}, server exit ${child.exitCode ?? child.signalCode}`,
   `live heap after GC: after warm-up ${(afterWarm.heapKiB / 1024).toFixed(1)} MiB (t=${afterWarm.t}s), max ${(maxHeap / 1024).toFixed(1)} MiB, end ${(last.heapKiB / 1024).toFixed(1)} MiB, growth ${(growth * 100).toFixed(1)} %`,
   `RSS: after warm-up ${(afterWarm.rssKiB / 1024).toFixed(1)} MiB, max ${(maxRss / 1024).toFixed(1)} MiB, end ${(last.rssKiB / 1024).toFixed(1)} MiB`,
