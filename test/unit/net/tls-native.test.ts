@@ -258,6 +258,36 @@ test('garbage instead of a ClientHello: typed error, the socket closed, other co
   }
 });
 
+test('garbage records after the handshake: typed error on that socket, it closes, others unaffected', { skip: SKIP }, async () => {
+  const errors: unknown[] = [];
+  const h = await harness({
+    onSocket: (s) => {
+      s.on('error', (e) => errors.push(e));
+      s.pipe(s);
+    },
+  });
+  try {
+    const good = await dial(h.port);
+    const raw = net.connect(h.port, '127.0.0.1');
+    await once(raw, 'connect');
+    const c = tls.connect({ socket: raw, ca: certA.certPem, checkServerIdentity: () => undefined });
+    await once(c, 'secureConnect');
+    c.on('error', () => {});
+    c.write('ok?');
+    assert.equal(String((await once(c, 'data'))[0]), 'ok?'); // not readN: ending its iterator would close c
+    const victim = h.accepted.find((x) => x.remotePort === raw.localPort)!;
+    const victimClosed = new Promise((r) => victim.once('close', r));
+    raw.write(Buffer.from([23, 3, 3, 0, 40, ...new Uint8Array(40).fill(0xee)])); // an application_data record that fails to decrypt
+    await victimClosed;
+    assert.ok(errors.some((e) => e instanceof WiremeshError && e.code === 'tls_error' && /tls read/.test(e.message)), String(errors));
+    good.write('fine');
+    assert.equal((await readN(good, 4)).toString(), 'fine');
+    good.destroy();
+  } finally {
+    await h.close();
+  }
+});
+
 test('setContext: new handshakes get the new certificate, an established connection keeps working', { skip: SKIP }, async () => {
   const h = await harness();
   try {
