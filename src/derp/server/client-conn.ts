@@ -68,6 +68,8 @@ export class ClientConn implements FrameSink {
   readonly #outbox: Outbox;
   #state: State = 'handshake';
   #dirty = false;
+  /** Flush after each read (native TLS streams) instead of once per event-loop turn. */
+  #flushAfterRead = false;
   #connectedAt = 0;
   #notHere: TokenBucket | null = null;
   #handshakeTimer: Timer | null = null;
@@ -108,7 +110,9 @@ export class ClientConn implements FrameSink {
     (s as Duplex & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     const onData = (chunk: Buffer): void => this.#onData(chunk);
     s.on('data', onData);
-    directStream(s)?.setDirectReader(onData);
+    const direct = directStream(s);
+    direct?.setDirectReader(onData);
+    this.#flushAfterRead = direct !== null;
     s.on('end', () => this.close(null, 'eof'));
     s.on('error', (e: Error) => this.close(new WiremeshError('stream_error', e.message, { cause: e })));
     s.on('close', () => this.close(null, 'stream closed'));
@@ -128,6 +132,9 @@ export class ClientConn implements FrameSink {
     if (this.#state === 'closed') return;
     this.#reader.push(chunk);
     this.#pump();
+    // Native TLS: forward what this read produced now, as a per-connection writer would, instead of after every
+    // other readable socket of this turn (docs/derp-server.md "Writer batching").
+    if (this.#flushAfterRead) this.#core.flushNow();
   }
 
   #pump(): void {

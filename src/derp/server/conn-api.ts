@@ -27,6 +27,8 @@ export interface ServerCore {
   readonly random: (n: number) => Uint8Array;
   verifyClient: ((req: { key: NodePublic; remoteAddress: string }) => Promise<boolean>) | undefined;
   schedule(c: ClientConn): void;
+  /** Flushes every connection with pending output now instead of at the end of the event-loop turn. */
+  flushNow(): void;
   register(c: ClientConn): void;
   unregister(c: ClientConn): void;
   noteHeard(srcId: string, c: ClientConn): void;

@@ -92,10 +92,16 @@ export class Core implements ServerCore {
 
   readonly #runFlush = (): void => {
     this.#flushScheduled = false;
+    this.flushNow();
+  };
+
+  /** Flushes every dirty connection now (the pending end-of-turn pass then finds none). */
+  flushNow(): void {
+    if (this.#dirty.length === 0) return;
     const list = this.#dirty;
     this.#dirty = [];
     for (const c of list) c.flush();
-  };
+  }
 
   // ---- registry ----
 
