@@ -28,7 +28,7 @@ import { createPort80Router, createRouter, splitTarget } from './routes.ts';
 import { sniAllowed, tlsServerOptions } from './tls.ts';
 import { createNativeTlsListener, type NativeTlsListener } from './tls-listener.ts';
 import { secureContextOptions } from './cert-reload.ts';
-import { nativeTlsAvailable } from '../net/tls-native.ts';
+import { nativeTlsAvailable, nativeTlsUnavailableReason } from '../net/tls-native.ts';
 import { renderPrometheus } from './varz.ts';
 import { generateMetaCert } from './x509.ts';
 import { Mesh, meshVars, type MeshPeerSpec } from './mesh.ts';
@@ -212,6 +212,7 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
     ? null
     : createNativeTlsListener(main, secureContextOptions(cert, meta.certPem), tlsHostname, tlsVersions, logger);
   if (acceptLimiter !== null && !acceptLimiter.unlimited) guardListener(nativeTls?.listener ?? main, acceptLimiter, logger);
+  if (cert !== null) logger.info('tls engine', { engine: nativeTls === null ? 'node' : 'native', ...(nativeTls === null ? { why: nativeTlsUnavailableReason() ?? 'tlsEngine=node' } : {}) });
   main.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => handleDerpHttp(engine, req, socket, head));
   main.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
     socket.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nCONNECT not enabled\n');
