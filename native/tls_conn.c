@@ -131,11 +131,20 @@ static tn_server *get_server(napi_env env, napi_value v) {
   return (tn_server *)p;
 }
 
-static tn_conn *get_conn(napi_env env, tn_server *s, napi_value v) {
+/* Reads the (server, id, …) arguments of a per-connection call: 0 after throwing; *c is NULL for an id that is
+ * closed or unknown (callers treat that as a no-op). */
+static int conn_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, tn_server **s, tn_conn **c) {
+  size_t argc = want;
   int32_t id;
-  if (!get_i32(env, v, &id)) return NULL;
-  if (id >= s->cap || s->conns[id] == NULL) return NULL; /* closed: callers treat as a no-op */
-  return s->conns[id];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < want) {
+    napi_throw_type_error(env, BAD_ARG, "missing arguments");
+    return 0;
+  }
+  *s = get_server(env, argv[0]);
+  if (*s == NULL || !get_i32(env, argv[1], &id)) return 0;
+  *c = id < (*s)->cap ? (*s)->conns[id] : NULL;
+  return 1;
 }
 
 static void ssl_error_text(char *out, size_t n, const char *what) {
@@ -583,14 +592,10 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_write(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3], out;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  tn_server *s = argc < 3 ? NULL : get_server(env, argv[0]);
-  if (s == NULL) return NULL;
-  tn_conn *c = get_conn(env, s, argv[1]);
-  bool pending = false;
-  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return NULL;
+  tn_server *s;
+  tn_conn *c;
+  if (!conn_args(env, info, 3, argv, &s, &c)) return NULL;
   void *data = NULL;
   size_t len = 0;
   bool is_ta = false;
@@ -630,14 +635,10 @@ static napi_value js_write(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_conn_op(napi_env env, napi_callback_info info, int op) {
-  size_t argc = 2;
   napi_value argv[2], out;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  tn_server *s = argc < 2 ? NULL : get_server(env, argv[0]);
-  if (s == NULL) return NULL;
-  tn_conn *c = get_conn(env, s, argv[1]);
-  bool pending = false;
-  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return NULL;
+  tn_server *s;
+  tn_conn *c;
+  if (!conn_args(env, info, 2, argv, &s, &c)) return NULL;
   napi_get_boolean(env, false, &out);
   if (c == NULL || c->state == ST_CLOSED) return out;
   switch (op) {
@@ -676,14 +677,10 @@ static napi_value js_shutdown(napi_env env, napi_callback_info info) { return js
 static napi_value js_close(napi_env env, napi_callback_info info) { return js_conn_op(env, info, 4); }
 
 static napi_value js_info(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2], out, v;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  tn_server *s = argc < 2 ? NULL : get_server(env, argv[0]);
-  if (s == NULL) return NULL;
-  tn_conn *c = get_conn(env, s, argv[1]);
-  bool pending = false;
-  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return NULL;
+  tn_server *s;
+  tn_conn *c;
+  if (!conn_args(env, info, 2, argv, &s, &c)) return NULL;
   napi_create_array_with_length(env, 3, &out);
   if (c == NULL || c->state != ST_OPEN) return out;
   const char *name = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);

@@ -9,9 +9,10 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
+import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { WiremeshError } from '../../../src/errors.ts';
-import { NativeTlsContext, NativeTlsServer, type NativeTlsSocket, nativeTlsAvailable, nativeTlsUnavailableReason } from '../../../src/net/tls-native.ts';
+import { NativeTlsContext, NativeTlsServer, type NativeTlsSocket, nativeTlsAvailable, nativeTlsUnavailableReason, TLS_ADDON_PATH } from '../../../src/net/tls-native.ts';
 import { generateIpCert } from '../../../src/derper/x509.ts';
 
 const SKIP = nativeTlsAvailable() ? false : `tls addon not built: ${nativeTlsUnavailableReason()}`;
@@ -309,4 +310,17 @@ test('bad PEM and mismatched key are typed errors', { skip: SKIP }, () => {
   assert.throws(() => new NativeTlsContext('not a pem', certA.keyPem, ''), (e: unknown) => e instanceof WiremeshError && e.code === 'tls_native_bad_cert');
   assert.throws(() => new NativeTlsContext(certA.certPem, 'nope', ''), (e: unknown) => e instanceof WiremeshError && e.code === 'tls_native_bad_cert');
   assert.throws(() => new NativeTlsContext(certA.certPem, certB.keyPem, ''), (e: unknown) => e instanceof WiremeshError && /private key/.test(e.message));
+});
+
+test('the raw addon refuses bad arguments with typed errors and treats unknown ids as closed', { skip: SKIP }, () => {
+  const addon = createRequire(import.meta.url)(TLS_ADDON_PATH) as Record<string, (...a: unknown[]) => unknown>;
+  const bad = (e: unknown): boolean => (e as { code?: string }).code === 'tls_native_bad_argument';
+  assert.throws(() => addon.write!(), bad);
+  assert.throws(() => addon.write!({}, 0, Buffer.alloc(1)), bad);
+  assert.throws(() => addon.readStart!(addon.server!(() => {}, () => {}), -1), bad);
+  assert.throws(() => addon.server!(1, 2), bad);
+  const srv = addon.server!(() => {}, () => {});
+  assert.equal(addon.write!(srv, 5, Buffer.alloc(1)), -1, 'unknown id: closed');
+  assert.equal(addon.close!(srv, 123456), false);
+  assert.equal((addon.info!(srv, 7) as unknown[]).filter((x) => x !== undefined).length, 0, 'no facts for an unknown id');
 });
