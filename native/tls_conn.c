@@ -70,13 +70,15 @@ typedef struct {
 
 struct tn_server {
   napi_env env;
-  napi_ref on_read, on_event, resource;
+  napi_ref on_read, on_event, resource, rbuf_ref;
   napi_async_context actx;
   tn_conn **conns;
   int cap, used, free_head;
   int *next_free;
   int closed;
-  uint8_t rbuf[TN_READ_CHUNK];
+  /* JS's read buffer (server()'s third argument, ≥ TN_READ_CHUNK bytes): SSL_read decrypts into it and onRead
+   * gets only the length, so a read allocates nothing. JS copies what it keeps before onRead returns. */
+  uint8_t *rbuf;
 };
 
 typedef struct {
@@ -185,10 +187,9 @@ static void emit_read(tn_conn *c, size_t len) {
   tn_server *s = c->srv;
   napi_handle_scope scope;
   napi_value argv[2];
-  void *data;
   if (s->closed || napi_open_handle_scope(s->env, &scope) != napi_ok) return;
   napi_create_int32(s->env, c->id, &argv[0]);
-  napi_create_buffer_copy(s->env, len, s->rbuf, &data, &argv[1]);
+  napi_create_int32(s->env, (int32_t)len, &argv[1]);
   call_js(s, s->on_read, 2, argv);
   napi_close_handle_scope(s->env, scope);
 }
@@ -505,15 +506,27 @@ static void server_finalize(napi_env env, void *data, void *hint) {
 }
 
 static napi_value js_server(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], out, name, res;
+  size_t argc = 3;
+  napi_value argv[3], out, name, res;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   napi_valuetype t0 = napi_undefined, t1 = napi_undefined;
-  if (argc >= 2) napi_typeof(env, argv[0], &t0), napi_typeof(env, argv[1], &t1);
-  if (t0 != napi_function || t1 != napi_function) return (napi_throw_type_error(env, BAD_ARG, "server(onRead, onEvent)"), NULL);
+  bool is_buf = false;
+  void *rbuf = NULL;
+  size_t rlen = 0;
+  if (argc >= 3) {
+    napi_typeof(env, argv[0], &t0);
+    napi_typeof(env, argv[1], &t1);
+    napi_is_buffer(env, argv[2], &is_buf);
+    if (is_buf) napi_get_buffer_info(env, argv[2], &rbuf, &rlen);
+  }
+  if (t0 != napi_function || t1 != napi_function || !is_buf || rlen < TN_READ_CHUNK)
+    return (napi_throw_type_error(env, BAD_ARG, "server(onRead, onEvent, readBuffer of >= 65536 bytes)"), NULL);
   tn_server *s = calloc(1, sizeof *s);
+  if (s == NULL) return throw_coded(env, "tls_native_full", "out of memory");
   s->env = env;
   s->free_head = -1;
+  s->rbuf = rbuf;
+  napi_create_reference(env, argv[2], 1, &s->rbuf_ref);
   napi_create_reference(env, argv[0], 1, &s->on_read);
   napi_create_reference(env, argv[1], 1, &s->on_event);
   napi_create_object(env, &res);
@@ -591,17 +604,23 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* write(server, id, bytes, start, end): takes bytes[start, end) now (sent, or copied to the pending buffer). */
 static napi_value js_write(napi_env env, napi_callback_info info) {
-  napi_value argv[3], out;
+  napi_value argv[5], out;
   tn_server *s;
   tn_conn *c;
-  if (!conn_args(env, info, 3, argv, &s, &c)) return NULL;
+  if (!conn_args(env, info, 5, argv, &s, &c)) return NULL;
   void *data = NULL;
   size_t len = 0;
   bool is_ta = false;
+  int32_t start = 0, end = 0;
   napi_is_typedarray(env, argv[2], &is_ta);
-  if (!is_ta) return (napi_throw_type_error(env, BAD_ARG, "write(server, id, Uint8Array)"), NULL);
+  if (!is_ta) return (napi_throw_type_error(env, BAD_ARG, "write(server, id, Uint8Array, start, end)"), NULL);
   napi_get_typedarray_info(env, argv[2], NULL, &len, &data, NULL, NULL);
+  if (!get_i32(env, argv[3], &start) || !get_i32(env, argv[4], &end)) return NULL;
+  if (start > end || (size_t)end > len) return (napi_throw_range_error(env, BAD_ARG, "write: start/end outside the array"), NULL);
+  data = (uint8_t *)data + start;
+  len = (size_t)(end - start);
   if (c == NULL || c->state != ST_OPEN) {
     napi_create_int32(env, -1, &out);
     return out;
@@ -734,7 +753,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_value abi;
-  napi_create_int32(env, 1, &abi);
+  napi_create_int32(env, 3, &abi);
   napi_set_named_property(env, exports, "ABI", abi);
   return exports;
 }

@@ -125,10 +125,10 @@ export function decodeServerKey(p: Uint8Array): Uint8Array {
   return copyBytes(p, MAGIC.length, MAGIC.length + KEY_LEN);
 }
 
-/** A payload is disco when it is ≥ 62 bytes and starts with `TS💬` (spec §9.1). */
-export function looksLikeDisco(packet: Uint8Array): boolean {
-  if (packet.length < DISCO_MIN_LEN) return false;
-  for (let i = 0; i < DISCO_MAGIC.length; i++) if (packet[i] !== DISCO_MAGIC[i]) return false;
+/** A payload (`packet[off, end)`) is disco when it is ≥ 62 bytes and starts with `TS💬` (spec §9.1). */
+export function looksLikeDisco(packet: Uint8Array, off = 0, end = packet.length): boolean {
+  if (end - off < DISCO_MIN_LEN) return false;
+  for (let i = 0; i < DISCO_MAGIC.length; i++) if (packet[off + i] !== DISCO_MAGIC[i]) return false;
   return true;
 }
 

@@ -27,9 +27,11 @@ const Ev = { Secure: 1, Drain: 2, Eof: 3, Error: 4 } as const;
 interface Native {
   ABI: number;
   ctxNew(certPem: string, keyPem: string, sniHost: string): CtxHandle;
-  server(onRead: (id: number, data: Buffer) => void, onEvent: (id: number, kind: number, text: string) => void): ServerHandle;
+  /** onRead(id, n): `readBuffer[0, n)` holds new plaintext of `id`, valid until onRead returns. */
+  server(onRead: (id: number, n: number) => void, onEvent: (id: number, kind: number, text: string) => void, readBuffer: Buffer): ServerHandle;
   attach(s: ServerHandle, ctx: CtxHandle, fd: number): number;
-  write(s: ServerHandle, id: number, data: Uint8Array): number;
+  /** Takes data[start, end) now: sends it, or copies what the socket did not take. Returns the bytes pending. */
+  write(s: ServerHandle, id: number, data: Uint8Array, start: number, end: number): number;
   readStart(s: ServerHandle, id: number): boolean;
   readStop(s: ServerHandle, id: number): boolean;
   readNow(s: ServerHandle, id: number): boolean;
@@ -40,7 +42,9 @@ interface Native {
 }
 
 /** Version of the JS↔C contract this module speaks. */
-const ADDON_ABI = 1;
+const ADDON_ABI = 3;
+/** Bytes of the per-server read buffer the addon decrypts into (TN_READ_CHUNK in native/tls_conn.c). */
+export const TN_READ_CHUNK = 64 * 1024;
 /** Where scripts/build-native.ts puts the addon. */
 export const TLS_ADDON_PATH = path.resolve(import.meta.dirname, '../../build/tls_conn.node');
 
@@ -115,6 +119,8 @@ export class NativeTlsServer {
   readonly #native: Native;
   readonly #handle: ServerHandle;
   readonly #conns = new Map<number, Entry>();
+  /** Where the addon puts plaintext for #onRead (reused by every read). */
+  readonly #readBuf = Buffer.allocUnsafeSlow(TN_READ_CHUNK);
   #context: NativeTlsContext;
   readonly #opts: NativeTlsServerOptions;
 
@@ -122,7 +128,7 @@ export class NativeTlsServer {
     this.#native = addon();
     this.#opts = opts;
     this.#context = opts.context;
-    this.#handle = this.#native.server(this.#onRead, this.#onEvent);
+    this.#handle = this.#native.server(this.#onRead, this.#onEvent, this.#readBuf);
   }
 
   /** New handshakes use `ctx`; established connections keep theirs (certificate reload). */
@@ -173,8 +179,8 @@ export class NativeTlsServer {
 
   // ---- used by NativeTlsSocket ----
 
-  /** @internal */ write(id: number, data: Uint8Array): number {
-    return this.#native.write(this.#handle, id, data);
+  /** @internal */ write(id: number, data: Uint8Array, start: number, end: number): number {
+    return this.#native.write(this.#handle, id, data, start, end);
   }
   /** @internal */ readStart(id: number): void {
     if (this.#native.readStart(this.#handle, id)) setImmediate(() => this.#native.readNow(this.#handle, id));
@@ -209,8 +215,8 @@ export class NativeTlsServer {
     this.#opts.onHandshakeError?.(err, e.raw);
   }
 
-  readonly #onRead = (id: number, data: Buffer): void => {
-    this.#conns.get(id)?.socket?.deliver(data);
+  readonly #onRead = (id: number, n: number): void => {
+    this.#conns.get(id)?.socket?.deliverRead(this.#readBuf, n);
   };
 
   readonly #onEvent = (id: number, kind: number, text: string): void => {
@@ -229,7 +235,7 @@ export class NativeTlsServer {
         e.socket?.drained();
         break;
       case Ev.Eof:
-        e.socket?.deliver(null);
+        e.socket?.deliverEof();
         break;
       case Ev.Error:
         this.#fail(id, new WiremeshError('tls_error', text));
@@ -267,7 +273,7 @@ export class NativeTlsSocket extends Duplex {
   #drainCb: ((err?: Error | null) => void) | null = null;
   /** A writeDirect() left bytes in the addon: emit 'drain' when they are out. */
   #directPending = false;
-  #directReader: ((chunk: Buffer) => void) | null = null;
+  #directReader: ((buf: Buffer, length: number, transient: boolean) => void) | null = null;
   #timeoutMs = 0;
   #timer: NodeJS.Timeout | null = null;
   #bytesRead = 0;
@@ -337,37 +343,40 @@ export class NativeTlsSocket extends Duplex {
   /**
    * Fast path for the DERP server (src/derp/server/stream-fast.ts): `fn` gets each chunk directly while the
    * stream is flowing with nothing buffered, instead of through push() and 'data'; otherwise chunks take the
-   * Readable path as usual, so pause()/resume() and ordering hold. null removes it.
+   * Readable path as usual (as copies), so pause()/resume() and ordering hold. null removes it. The chunk is
+   * `buf[0, length)`; with `transient` true `buf` is the server's read buffer, valid only until `fn` returns.
    */
-  setDirectReader(fn: ((chunk: Buffer) => void) | null): void {
+  setDirectReader(fn: ((buf: Buffer, length: number, transient: boolean) => void) | null): void {
     this.#directReader = fn;
   }
 
   /**
-   * Fast path for the DERP server: writes `chunk` now, without the Writable machinery, when nothing written
-   * earlier is still waiting. Returns the bytes the kernel did not take yet ('drain' follows when they are
-   * out), -1 when the connection is closed, or null when the caller must use write() (to keep the byte order).
+   * Fast path for the DERP server: takes `buf[start, end)` now (the caller may reuse `buf` at once), without the
+   * Writable machinery, when nothing written earlier is still waiting. Returns the bytes the kernel did not take
+   * yet ('drain' follows when they are out), -1 when the connection is closed, or null when the caller must use
+   * write() (to keep the byte order).
    */
-  writeDirect(chunk: Uint8Array): number | null {
+  writeDirect(buf: Uint8Array, start: number, end: number): number | null {
     if (this.writableLength !== 0 || this.#drainCb !== null || this.#directPending || this.writableEnded || this.destroyed) return null;
-    const pending = this.#server.write(this.#id, chunk);
-    this.#bytesWritten += chunk.length;
+    const pending = this.#server.write(this.#id, buf, start, end);
+    this.#bytesWritten += end - start;
     if (this.#timer !== null) this.#touch();
     if (pending > 0) this.#directPending = true;
     return pending;
   }
 
-  /** Plaintext from the addon (null: the peer closed). @internal */
-  deliver(data: Buffer | null): void {
-    if (data === null) {
-      this.push(null);
-      return;
-    }
-    this.#bytesRead += data.length;
+  /** `buf[0, n)` is new plaintext; `buf` (the server's read buffer) is reused once this returns. @internal */
+  deliverRead(buf: Buffer, n: number): void {
+    this.#bytesRead += n;
     if (this.#timer !== null) this.#touch();
     const direct = this.#directReader;
-    if (direct !== null && this.readableFlowing === true && this.readableLength === 0) direct(data);
-    else if (!this.push(data)) this.#server.readStop(this.#id);
+    if (direct !== null && this.readableFlowing === true && this.readableLength === 0) direct(buf, n, true);
+    else if (!this.push(Buffer.from(buf.subarray(0, n)))) this.#server.readStop(this.#id);
+  }
+
+  /** The peer closed. @internal */
+  deliverEof(): void {
+    this.push(null);
   }
 
   /** Everything written reached the kernel. @internal */
@@ -386,7 +395,7 @@ export class NativeTlsSocket extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    const pending = this.#server.write(this.#id, chunk);
+    const pending = this.#server.write(this.#id, chunk, 0, chunk.length);
     this.#bytesWritten += chunk.length;
     if (this.#timer !== null) this.#touch();
     if (pending < 0) cb(new WiremeshError('tls_closed', 'write after the TLS connection closed'));

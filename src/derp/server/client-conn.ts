@@ -87,7 +87,7 @@ export class ClientConn implements FrameSink {
     this.notIdeal = (info.idealNode ?? '') !== '';
     this.#log = log;
     this.#outbox = new Outbox(core.counters, core.queueDepth);
-    this.#writer = new BatchWriter(stream, core.clock, core.writeTimeoutMs, this.#onWriteTimeout, () => this.#markDirty());
+    this.#writer = new BatchWriter(stream, core.clock, core.writeTimeoutMs, this.#onWriteTimeout, () => this.#markDirty(), core.batchArena);
     this.closed = new Promise((resolve) => stream.once('close', () => resolve()));
   }
 
@@ -108,10 +108,9 @@ export class ClientConn implements FrameSink {
   start(head: Uint8Array | undefined): void {
     const s = this.#stream;
     (s as Duplex & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
-    const onData = (chunk: Buffer): void => this.#onData(chunk);
-    s.on('data', onData);
+    s.on('data', (chunk: Buffer) => this.#onData(chunk, false, chunk.length));
     const direct = directStream(s);
-    direct?.setDirectReader(onData);
+    direct?.setDirectReader((buf, length, transient) => this.#onData(buf, transient, length));
     this.#flushAfterRead = direct !== null;
     s.on('end', () => this.close(null, 'eof'));
     s.on('error', (e: Error) => this.close(new WiremeshError('stream_error', e.message, { cause: e })));
@@ -123,18 +122,23 @@ export class ClientConn implements FrameSink {
       this.#handshakeTimer?.cancel();
       this.#handshakeTimer = this.#core.clock.setTimeout(this.#onHandshakeTimeout, this.#core.handshakeTimeoutMs);
     });
-    if (head !== undefined && head.length > 0) this.#onData(head);
+    if (head !== undefined && head.length > 0) this.#onData(head, false, head.length);
   }
 
   // ---- reading ----
 
-  #onData(chunk: Uint8Array): void {
+  /** `chunk[0, length)` arrived; `transient`: `chunk` is a read buffer reused after this returns (stream-fast.ts). */
+  #onData(chunk: Uint8Array, transient: boolean, length: number): void {
     if (this.#state === 'closed') return;
-    this.#reader.push(chunk);
-    this.#pump();
+    this.#reader.push(chunk, transient, length);
     // Native TLS: forward what this read produced now, as a per-connection writer would, instead of after every
     // other readable socket of this turn (docs/derp-server.md "Writer batching").
-    if (this.#flushAfterRead) this.#core.flushNow();
+    if (this.#flushAfterRead) {
+      const outer = this.#core.beginRead();
+      this.#pump(); // never throws: errors close the connection
+      this.#core.endRead(outer);
+    } else this.#pump();
+    if (transient) this.#reader.release();
   }
 
   #pump(): void {
@@ -189,12 +193,16 @@ export class ClientConn implements FrameSink {
     return verdict;
   }
 
-  onFrame(type: number, payload: Buffer): boolean {
+  onFrame(type: number, buf: Buffer, start: number, end: number, transient: boolean): boolean {
     const core = this.#core;
+    if (type === FrameType.SendPacket) {
+      core.routeSend(this, buf, start, end, transient);
+      return this.#state === 'live' && !this.#budget.inDebt;
+    }
+    // Everything else is rare: a payload of its own (a copy when `buf` is reused), so the cases below may keep it.
+    const payload = transient ? Buffer.from(buf.subarray(start, end))
+      : start === 0 && end === buf.length ? buf : buf.subarray(start, end);
     switch (type) {
-      case FrameType.SendPacket:
-        core.routeSend(this, payload);
-        break;
       case FrameType.ForwardPacket:
         core.routeForward(this, payload.subarray(0, KEY_LEN), payload.subarray(KEY_LEN, 2 * KEY_LEN), payload.subarray(2 * KEY_LEN));
         break;
@@ -292,22 +300,26 @@ export class ClientConn implements FrameSink {
 
   // ---- queueing (called by the core) ----
 
-  /** Queues a RecvPacket; on a full queue drops the oldest (queue_head), up to ENQUEUE_ATTEMPTS times. */
-  enqueuePacket(src: Uint8Array, srcId: string, payload: Uint8Array, disco: boolean): void {
+  /**
+   * Queues a RecvPacket whose payload is `buf[off, end)`; on a full queue drops the oldest (queue_head), up to
+   * ENQUEUE_ATTEMPTS times. `transient`: `buf` is reused after this returns (a queued payload is copied).
+   */
+  enqueuePacket(src: Uint8Array, srcId: string, buf: Uint8Array, off: number, end: number, disco: boolean, transient: boolean): void {
     const counters = this.#core.counters;
     if (this.#state !== 'live') {
-      counters.drop(DropReason.GoneDisconnected, disco, payload.length);
+      counters.drop(DropReason.GoneDisconnected, disco, end - off);
       return;
     }
     // A destination that keeps up gets the packet copied straight into its batch (flushed once per turn); the
     // queues (and head drops, like Go) are for a destination whose writer pushes back.
     if (!this.#writer.blocked && this.#outbox.queuedPackets === 0) {
-      this.#outbox.write(this.#writer, src, srcId, payload, 0, this.#noteHeard);
+      this.#outbox.write(this.#writer, src, srcId, buf, off, end, 0, this.#noteHeard);
       this.#markDirty();
       return;
     }
     // A burst routed within one read (a 64 KiB chunk holds ~100 small frames) must not overflow a queue whose
     // socket is keeping up: a full queue is written out first. Only a destination that pushes back drops (like Go).
+    const payload = transient ? Uint8Array.prototype.slice.call(buf, off, end) : off === 0 && end === buf.length ? buf : buf.subarray(off, end);
     if (this.#outbox.packet(src, srcId, payload, disco, this.#flushIfWritable)) this.#markDirty();
   }
 

@@ -8,6 +8,7 @@ import type { NodePrivate, NodePublic } from '../../types/key.ts';
 import type { ClientConn } from './client-conn.ts';
 import type { Counters } from './metrics.ts';
 import type { ReceiveLimitConfig } from './ratelimit.ts';
+import type { BatchArena } from './writer.ts';
 
 /** The per-client receive limit in force (§12); `gen` changes on every reconfiguration. */
 export type ReceiveLimit = ReceiveLimitConfig;
@@ -22,18 +23,21 @@ export interface ServerCore {
   readonly publicKey: NodePublic;
   readonly meshKey: Uint8Array | null;
   readonly queueDepth: number;
+  /** Batch buffers for connections with direct writes (writer.ts). */
+  readonly batchArena: BatchArena;
   readonly writeTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
   readonly random: (n: number) => Uint8Array;
   verifyClient: ((req: { key: NodePublic; remoteAddress: string }) => Promise<boolean>) | undefined;
   schedule(c: ClientConn): void;
-  /** Flushes every connection with pending output now instead of at the end of the event-loop turn. */
-  flushNow(): void;
+  /** Around one read's handling: flush at endRead() instead of scheduling an end-of-turn pass (core.ts). */
+  beginRead(): boolean;
+  endRead(outer: boolean): void;
   register(c: ClientConn): void;
   unregister(c: ClientConn): void;
   noteHeard(srcId: string, c: ClientConn): void;
-  /** Routes a SendPacket payload: dst key(32) ∥ packet. */
-  routeSend(from: ClientConn, frame: Buffer): void;
+  /** Routes the SendPacket payload `buf[start, end)`: dst key(32) ∥ packet (`transient`: `buf` is reused after). */
+  routeSend(from: ClientConn, buf: Buffer, start: number, end: number, transient: boolean): void;
   routeForward(from: ClientConn, src: Uint8Array, dst: Uint8Array, packet: Uint8Array): void;
   addWatcher(c: ClientConn): void;
   closePeer(from: ClientConn, target: Uint8Array): void;

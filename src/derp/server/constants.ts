@@ -22,6 +22,8 @@ export const NOT_HERE_BURST = 3;
 export const WRITE_BATCH_BYTES = 64 * 1024;
 /** Smallest new batch buffer when the writer sizes it itself (below 4 KiB Buffer.allocUnsafe uses Node's pool). */
 export const WRITE_BATCH_MIN_BYTES = 2 * 1024;
+/** Shared buffer that batches for native TLS connections are carved from (writer.ts BatchArena); one per server. */
+export const BATCH_ARENA_BYTES = 512 * 1024;
 /**
  * Bytes written to one connection's stream but not yet finished beyond which the writer counts as blocked: its
  * queues then fill and head-drop (Go drops at the same point, when its socket buffers are full). Large enough that

@@ -12,6 +12,7 @@ import { encodeFrame, encodePeerPresent, looksLikeDisco } from '../frame.ts';
 import type { ClientConn, ReceiveLimit, ServerCore } from './client-conn.ts';
 import { KeyConns } from './dup.ts';
 import { Counters, DropReason, snapshot, type DerpMetrics } from './metrics.ts';
+import { BatchArena } from './writer.ts';
 
 export interface PacketForwarder {
   forwardPacket(src: NodePublic, dst: NodePublic, packet: Uint8Array): void;
@@ -43,6 +44,7 @@ export class Core implements ServerCore {
   readonly publicKey: NodePublic;
   readonly meshKey: Uint8Array | null;
   readonly queueDepth: number;
+  readonly batchArena = new BatchArena();
   readonly writeTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
   readonly random: (n: number) => Uint8Array;
@@ -62,8 +64,12 @@ export class Core implements ServerCore {
   #liveConns = 0;
   #home = 0;
   #notIdeal = 0;
-  #dirty: ClientConn[] = [];
+  /** Connections with pending output: slots [0, #dirtyCount) (reused, so marking allocates nothing). */
+  readonly #dirty: (ClientConn | null)[] = [];
+  #dirtyCount = 0;
   #flushScheduled = false;
+  /** Inside readThenFlush: the flush at its end covers what is marked dirty now. */
+  #readFlushPending = false;
   /** Bumped whenever a key's connection set leaves #clients: invalidates the senders' RouteCache entries. */
   #routeGen = 0;
 
@@ -84,8 +90,8 @@ export class Core implements ServerCore {
   // ---- flush scheduling: one pass per event-loop turn over connections with pending output ----
 
   schedule(c: ClientConn): void {
-    this.#dirty.push(c);
-    if (this.#flushScheduled) return;
+    this.#dirty[this.#dirtyCount++] = c;
+    if (this.#flushScheduled || this.#readFlushPending) return;
     this.#flushScheduled = true;
     setImmediate(this.#runFlush);
   }
@@ -95,12 +101,35 @@ export class Core implements ServerCore {
     this.flushNow();
   };
 
+  /**
+   * Brackets a connection's handling of one read that ends in a flush (flushAfterRead): what is marked dirty in
+   * between goes out at endRead() instead of at the end of the loop turn, and no end-of-turn pass is scheduled
+   * for it. Returns the state endRead() restores (reads nest when one connection's handling closes another).
+   */
+  beginRead(): boolean {
+    const outer = this.#readFlushPending;
+    this.#readFlushPending = true;
+    return outer;
+  }
+
+  endRead(outer: boolean): void {
+    this.#readFlushPending = outer;
+    if (!outer) this.flushNow();
+  }
+
   /** Flushes every dirty connection now (the pending end-of-turn pass then finds none). */
   flushNow(): void {
-    if (this.#dirty.length === 0) return;
-    const list = this.#dirty;
-    this.#dirty = [];
-    for (const c of list) c.flush();
+    const d = this.#dirty;
+    // Connections marked while this runs are flushed in the same pass.
+    try {
+      for (let i = 0; i < this.#dirtyCount; i++) {
+        const c = d[i]!;
+        d[i] = null;
+        c.flush();
+      }
+    } finally {
+      this.#dirtyCount = 0;
+    }
   }
 
   // ---- registry ----
@@ -174,42 +203,47 @@ export class Core implements ServerCore {
 
   // ---- routing ----
 
-  routeSend(from: ClientConn, frame: Buffer): void {
+  /**
+   * Routes the SendPacket payload `buf[start, end)` (destination key, then the packet). No view of it is made on
+   * the direct path; `transient`: `buf` is reused after this returns, so whatever is kept is copied.
+   */
+  routeSend(from: ClientConn, buf: Buffer, start: number, end: number, transient: boolean): void {
     const counters = this.counters;
-    const packet = frame.subarray(KEY_LEN);
-    const disco = looksLikeDisco(packet);
+    const pstart = start + KEY_LEN;
+    const len = end - pstart;
+    const disco = looksLikeDisco(buf, pstart, end);
     counters.packetsReceived++;
-    counters.bytesReceived += packet.length;
+    counters.bytesReceived += len;
     if (disco) counters.receivedDisco++;
     else counters.receivedOther++;
     // Most senders talk to one peer at a time: reuse the last destination's set while the key bytes match and no
     // set has left the registry since, instead of a 32-char string and a Map lookup per packet.
     const cache = from.route;
-    let set = cache.gen === this.#routeGen ? cache.lookup(frame) : undefined;
+    let set = cache.gen === this.#routeGen ? cache.lookup(buf, start) : undefined;
     let dstId = '';
     if (set === undefined) {
-      dstId = frame.toString('latin1', 0, KEY_LEN); // same string as keyId(), one allocation fewer
+      dstId = buf.toString('latin1', start, pstart); // same string as keyId(), one allocation fewer
       set = this.#clients.get(dstId);
-      if (set !== undefined) cache.remember(frame, set, this.#routeGen);
+      if (set !== undefined) cache.remember(buf, start, set, this.#routeGen);
     }
     if (set !== undefined) {
       const to = set.active;
-      if (to !== undefined) to.enqueuePacket(from.key, from.keyId, packet, disco);
-      else counters.drop(DropReason.DupClient, disco, packet.length);
+      if (to !== undefined) to.enqueuePacket(from.key, from.keyId, buf, pstart, end, disco, transient);
+      else counters.drop(DropReason.DupClient, disco, len);
       return;
     }
     const fwd = this.#forwarders.get(dstId);
     if (fwd !== undefined && fwd.list.length > 0) {
       counters.packetsForwardedOut++;
       try {
-        fwd.list[0]!.forwardPacket(from.key, fwd.key, packet);
+        fwd.list[0]!.forwardPacket(from.key, fwd.key, buf.subarray(pstart, end)); // encoded (copied) at once
       } catch (e) {
         this.#log.debug('forwarder failed', { via: fwd.list[0]!.name, error: String(e) });
       }
       return;
     }
-    counters.drop(DropReason.UnknownDest, disco, packet.length);
-    if (disco) from.notHere(frame.subarray(0, KEY_LEN));
+    counters.drop(DropReason.UnknownDest, disco, len);
+    if (disco) from.notHere(buf.subarray(start, pstart)); // copied by notHere
   }
 
   routeForward(from: ClientConn, src: Uint8Array, dst: Uint8Array, packet: Uint8Array): void {
@@ -222,7 +256,7 @@ export class Core implements ServerCore {
       return;
     }
     counters.packetsForwardedIn++;
-    to.enqueuePacket(src, keyId(src), packet, disco);
+    to.enqueuePacket(src, keyId(src), packet, 0, packet.length, disco, false);
   }
 
   // ---- mesh ----

@@ -12,6 +12,12 @@ import { DropReason, type Counters } from './metrics.ts';
 import { PacketQueue } from './queue.ts';
 import type { BatchWriter } from './writer.ts';
 
+const bufferCopy = Buffer.prototype.copy;
+/** `src[from, end)` into `dst` at `at`, without allocating a view (Buffer#copy takes any Uint8Array as `this`). */
+function copyBytesInto(src: Uint8Array, from: number, end: number, dst: Buffer, at: number): void {
+  bufferCopy.call(src, dst, at, from, end);
+}
+
 export class Outbox {
   readonly #counters: Counters;
   readonly #disco: PacketQueue;
@@ -113,7 +119,7 @@ export class Outbox {
     for (;;) {
       const p = this.#disco.shift() ?? this.#other.shift();
       if (p === undefined) break;
-      this.write(w, p.src, p.srcId, p.payload, hint, noteHeard);
+      this.write(w, p.src, p.srcId, p.payload, 0, p.payload.length, hint, noteHeard);
       if (w.blocked) break;
     }
     w.flush();
@@ -121,15 +127,17 @@ export class Outbox {
 
   /**
    * Copies one RecvPacket straight into the writer's batch, bypassing the queues: for a destination whose writer
-   * is not blocked and whose queues are empty, so order and priority are the same as queueing it.
+   * is not blocked and whose queues are empty, so order and priority are the same as queueing it. The payload is
+   * `data[from, end)` (copied without making a view).
    */
-  write(w: BatchWriter, src: Uint8Array, srcId: string, payload: Uint8Array, hint: number, noteHeard: (srcId: string) => void): void {
-    const off = w.reserve(FrameType.RecvPacket, KEY_LEN + payload.length, hint);
+  write(w: BatchWriter, src: Uint8Array, srcId: string, data: Uint8Array, from: number, end: number, hint: number, noteHeard: (srcId: string) => void): void {
+    const len = end - from;
+    const off = w.reserve(FrameType.RecvPacket, KEY_LEN + len, hint);
     const buf = w.buffer;
     buf.set(src, off);
-    buf.set(payload, off + KEY_LEN);
+    copyBytesInto(data, from, end, buf, off + KEY_LEN);
     this.#counters.packetsSent++;
-    this.#counters.bytesSent += payload.length;
+    this.#counters.bytesSent += len;
     if (srcId !== this.#lastHeard) {
       this.#lastHeard = srcId;
       noteHeard(srcId);

@@ -4,8 +4,10 @@
  * client is rejected before anything is buffered, and frames the server ignores are discarded *as they stream
  * in* (memory stays bounded by the largest frame the server reads, whatever the declared length).
  *
- * Payload views handed to the sink are stable: they are subarrays of received chunks (never reused) or fresh
- * copies for frames that straddle chunks, so queues may keep them without copying.
+ * A payload is handed over in place, as `buf[start, end)`, without making a view: `buf` is the received chunk it
+ * lies in, or a fresh copy for a frame that straddles chunks. A chunk pushed as *transient* (a read buffer the
+ * caller reuses) is only valid during process(): the sink must copy what it keeps, and release() copies the
+ * unread rest before the caller reuses the buffer. Other chunks are never reused, so the sink may keep views.
  */
 import { FRAME_HEADER_LEN } from '../constants.ts';
 import { ByteQueue } from '../../net/byte-queue.ts';
@@ -15,14 +17,19 @@ export type HeaderVerdict = 'read' | 'skip';
 export interface FrameSink {
   /** A complete header: throw to reject the connection, else say whether to read or discard the payload. */
   onHeader(type: number, length: number): HeaderVerdict;
-  /** A complete frame that was asked for; return false to stop processing (paused or closed). */
-  onFrame(type: number, payload: Buffer): boolean;
+  /**
+   * A complete frame that was asked for, its payload `buf[start, end)`; `transient`: `buf` is reused after this
+   * call returns (copy what is kept). Return false to stop processing (paused or closed).
+   */
+  onFrame(type: number, buf: Buffer, start: number, end: number, transient: boolean): boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
 
 export class StreamFrameReader {
   readonly #q = new ByteQueue();
+  /** The transient chunk pushed last (null: none held); views of it share its ArrayBuffer. */
+  #transient: Buffer | null = null;
   #skip = 0;
   #type = -1;
   #len = -1;
@@ -32,8 +39,35 @@ export class StreamFrameReader {
     return this.#q.length;
   }
 
-  push(chunk: Uint8Array): void {
-    this.#q.push(chunk);
+  /**
+   * Queues `chunk[0, length)`; `transient`: the caller reuses `chunk` after process() (call release() before
+   * that), and it must be a Buffer.
+   */
+  push(chunk: Uint8Array, transient = false, length = chunk.length): void {
+    const q = this.#q;
+    if (transient) {
+      this.release();
+      if (length === 0) return;
+      this.#transient = chunk as Buffer;
+      if (q.length === 0) {
+        q.borrow(chunk as Buffer, length); // the usual case: no view made
+        return;
+      }
+    }
+    q.push(length === chunk.length ? chunk : chunk.subarray(0, length));
+  }
+
+  /** Copies the unread bytes of a transient chunk, so its buffer may be reused. */
+  release(): void {
+    const t = this.#transient;
+    if (t === null) return;
+    this.#transient = null;
+    const q = this.#q;
+    if (q.length === 0) return;
+    // A transient chunk is the last one pushed: the unread rest of the queue is (a tail of) earlier chunks and
+    // then it. Taking everything copies it whenever it spans chunks; one contiguous rest is a view that is copied.
+    const rest = q.take(q.length);
+    q.push(rest.buffer === t.buffer ? Buffer.from(rest) : rest);
   }
 
   /** Feeds complete frames to the sink until it stops, or more bytes are needed. */
@@ -48,9 +82,20 @@ export class StreamFrameReader {
       }
       if (this.#type < 0) {
         if (q.length < FRAME_HEADER_LEN) return;
-        const h = q.take(FRAME_HEADER_LEN);
-        const type = h[0]!;
-        const len = h.readUInt32BE(1);
+        let type: number;
+        let len: number;
+        if (q.headAvailable >= FRAME_HEADER_LEN) {
+          // In place: no view per header.
+          const c = q.headChunk;
+          const o = q.headOffset;
+          type = c[o]!;
+          len = c.readUInt32BE(o + 1);
+          q.discard(FRAME_HEADER_LEN);
+        } else {
+          const h = q.take(FRAME_HEADER_LEN);
+          type = h[0]!;
+          len = h.readUInt32BE(1);
+        }
         if (sink.onHeader(type, len) === 'skip') {
           this.#skip = len;
           continue;
@@ -58,12 +103,20 @@ export class StreamFrameReader {
         this.#type = type;
         this.#len = len;
       }
-      if (q.length < this.#len) return;
-      const payload = this.#len === 0 ? EMPTY : q.take(this.#len);
+      const len = this.#len;
+      if (q.length < len) return;
       const type = this.#type;
       this.#type = -1;
       this.#len = -1;
-      if (!sink.onFrame(type, payload)) return;
+      let go: boolean;
+      if (len === 0) go = sink.onFrame(type, EMPTY, 0, 0, false);
+      else if (q.headAvailable >= len) {
+        const c = q.headChunk;
+        const o = q.headOffset;
+        q.discard(len);
+        go = sink.onFrame(type, c, o, o + len, this.#transient !== null && c.buffer === this.#transient.buffer);
+      } else go = sink.onFrame(type, q.take(len), 0, len, false);
+      if (!go) return;
     }
   }
 }

@@ -15,18 +15,18 @@ export class RouteCache<T> {
   #key: Int32Array | null = null;
   #value: T | undefined = undefined;
 
-  /** The cached value if `frame` starts with the cached key (the caller checks `gen`). */
-  lookup(frame: Buffer): T | undefined {
+  /** The cached value if `buf` holds the cached key at `off` (the caller checks `gen`). */
+  lookup(buf: Buffer, off: number): T | undefined {
     const k = this.#key;
     if (k === null) return undefined;
-    for (let i = 0; i < WORDS; i++) if (frame.readInt32LE(i * 4) !== k[i]) return undefined;
+    for (let i = 0; i < WORDS; i++) if (buf.readInt32LE(off + i * 4) !== k[i]) return undefined;
     return this.#value;
   }
 
-  /** Caches `value` for the key at the start of `frame`. */
-  remember(frame: Buffer, value: T, gen: number): void {
+  /** Caches `value` for the key at `buf[off]`. */
+  remember(buf: Buffer, off: number, value: T, gen: number): void {
     const k = (this.#key ??= new Int32Array(WORDS));
-    for (let i = 0; i < WORDS; i++) k[i] = frame.readInt32LE(i * 4);
+    for (let i = 0; i < WORDS; i++) k[i] = buf.readInt32LE(off + i * 4);
     this.#value = value;
     this.gen = gen;
   }

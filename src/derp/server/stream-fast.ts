@@ -6,10 +6,16 @@
 import type { Duplex } from 'node:stream';
 
 export interface DirectStream {
-  /** Bytes not yet taken by the kernel ('drain' follows), -1 when closed, null: use write() instead. */
-  writeDirect(chunk: Uint8Array): number | null;
-  /** Receive chunks by direct call while the stream flows with nothing buffered (null removes). */
-  setDirectReader(fn: ((chunk: Buffer) => void) | null): void;
+  /**
+   * Takes `buf[start, end)` now (the caller may reuse `buf` at once). Returns the bytes not yet taken by the
+   * kernel ('drain' follows), -1 when closed, or null: nothing was taken, use write() instead.
+   */
+  writeDirect(buf: Uint8Array, start: number, end: number): number | null;
+  /**
+   * Receive chunks (`buf[0, length)`) by direct call while the stream flows with nothing buffered (null removes).
+   * With `transient` true, `buf` is a read buffer the stream reuses once `fn` returns: copy what is kept.
+   */
+  setDirectReader(fn: ((buf: Buffer, length: number, transient: boolean) => void) | null): void;
 }
 
 export function directStream(s: Duplex): DirectStream | null {

@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import { FRAME_HEADER_LEN } from '../constants.ts';
 import { writeHeader } from '../frame.ts';
 import type { Clock, Timer } from '../../time/clock.ts';
-import { WRITE_BATCH_BYTES, WRITE_BATCH_MIN_BYTES, WRITE_BUFFER_LIMIT } from './constants.ts';
+import { BATCH_ARENA_BYTES, WRITE_BATCH_BYTES, WRITE_BATCH_MIN_BYTES, WRITE_BUFFER_LIMIT } from './constants.ts';
 import { directStream, type DirectStream } from './stream-fast.ts';
 
 export class BatchWriter {
@@ -24,8 +24,14 @@ export class BatchWriter {
   readonly #clock: Clock;
   readonly #onTimeout: () => void;
   timeoutMs: number;
+  readonly #arena: BatchArena | null;
   #buf: Buffer | null = null;
-  #used = 0;
+  /** The batch is #buf[#start, #pos), with room up to #limit. */
+  #start = 0;
+  #pos = 0;
+  #limit = 0;
+  /** #buf is a region of #arena (released at flush). */
+  #inArena = false;
   /** Bytes in the previous batch: sizes the next one when the caller has no better hint. */
   #lastBatch = 0;
   #blocked = false;
@@ -38,9 +44,11 @@ export class BatchWriter {
     this.#lastProgress = this.#clock.now();
   };
 
-  constructor(stream: Duplex, clock: Clock, timeoutMs: number, onTimeout: () => void, onDrain: () => void) {
+  /** `arena`: where batches for a direct-write stream come from (writeDirect copies, so a region is reusable). */
+  constructor(stream: Duplex, clock: Clock, timeoutMs: number, onTimeout: () => void, onDrain: () => void, arena: BatchArena | null = null) {
     this.#stream = stream;
     this.#direct = directStream(stream);
+    this.#arena = this.#direct === null ? null : arena;
     this.#clock = clock;
     this.timeoutMs = timeoutMs;
     this.#onTimeout = onTimeout;
@@ -72,15 +80,19 @@ export class BatchWriter {
    */
   reserve(type: number, payloadLen: number, hint: number): number {
     const total = FRAME_HEADER_LEN + payloadLen;
-    if (this.#buf !== null && this.#used + total > this.#buf.length) this.flush();
+    if (this.#buf !== null && this.#pos + total > this.#limit) this.flush();
     if (this.#buf === null) {
       const want = hint > 0 ? hint : Math.max(WRITE_BATCH_MIN_BYTES, 2 * this.#lastBatch);
-      this.#buf = Buffer.allocUnsafe(Math.max(total, Math.min(want, WRITE_BATCH_BYTES)));
-      this.#used = 0;
+      const size = Math.max(total, Math.min(want, WRITE_BATCH_BYTES));
+      const at = this.#arena?.take(size) ?? -1;
+      this.#inArena = at >= 0;
+      this.#buf = at >= 0 ? this.#arena!.buffer : Buffer.allocUnsafe(size);
+      this.#start = this.#pos = Math.max(at, 0);
+      this.#limit = this.#start + size;
     }
-    writeHeader(this.#buf, this.#used, type, payloadLen);
-    const off = this.#used + FRAME_HEADER_LEN;
-    this.#used += total;
+    writeHeader(this.#buf, this.#pos, type, payloadLen);
+    const off = this.#pos + FRAME_HEADER_LEN;
+    this.#pos += total;
     return off;
   }
 
@@ -100,17 +112,21 @@ export class BatchWriter {
   flush(): void {
     const buf = this.#buf;
     if (buf === null || this.#closed) return;
-    const chunk = this.#used === buf.length ? buf : buf.subarray(0, this.#used);
-    this.#lastBatch = this.#used;
+    const start = this.#start;
+    const end = this.#pos;
+    this.#lastBatch = end - start;
     this.#buf = null;
-    this.#used = 0;
     if (this.#pending === 0) this.#lastProgress = this.#clock.now();
     // Native TLS: hand the batch straight to the addon when nothing is queued before it (stream-fast.ts).
-    const left = this.#direct?.writeDirect(chunk) ?? null;
+    const left = this.#direct?.writeDirect(buf, start, end) ?? null;
+    // write() keeps its chunk: a copy of an arena region, else the batch itself.
+    const chunk = left !== null ? null : this.#inArena ? Buffer.from(buf.subarray(start, end))
+      : start === 0 && end === buf.length ? buf : buf.subarray(start, end);
+    this.#releaseRegion();
     if (left !== null && left <= 0) return; // all in the kernel (or closed: the stream's 'close' ends us)
     this.#pending++;
     const s = this.#stream;
-    if (left !== null) this.#directPending = true;
+    if (chunk === null) this.#directPending = true;
     else if (!s.write(chunk, this.#afterWrite) && s.writableLength > WRITE_BUFFER_LIMIT) this.#blocked = true;
     if (this.timeoutMs > 0 && this.#timer === null) this.#timer = this.#clock.setTimeout(this.#check, this.timeoutMs);
   }
@@ -118,9 +134,16 @@ export class BatchWriter {
   /** Stops timers and drops any unwritten batch. */
   close(): void {
     this.#closed = true;
+    if (this.#buf !== null) this.#releaseRegion();
     this.#buf = null;
     this.#timer?.cancel();
     this.#timer = null;
+  }
+
+  #releaseRegion(): void {
+    if (!this.#inArena) return;
+    this.#inArena = false;
+    this.#arena!.release();
   }
 
   readonly #check = (): void => {
@@ -133,4 +156,39 @@ export class BatchWriter {
     }
     this.#timer = this.#clock.setTimeout(this.#check, this.timeoutMs - idle);
   };
+}
+
+/**
+ * Batch buffers for direct-write streams (native TLS): writeDirect() takes the bytes at once, so a batch's memory
+ * is free again right after its flush. Regions are handed out from one buffer and the whole buffer is reused once
+ * every region is back (batches live at most until the end of a loop turn); when it is full, writers allocate as
+ * usual. This keeps the relay's hot path free of a Buffer per batch (young-generation GC work).
+ */
+export class BatchArena {
+  readonly buffer: Buffer;
+  #top = 0;
+  #out = 0;
+
+  constructor(bytes = BATCH_ARENA_BYTES) {
+    this.buffer = Buffer.allocUnsafeSlow(bytes);
+  }
+
+  /** Offset of a free region of `n` bytes, or -1 when the buffer is full. */
+  take(n: number): number {
+    if (this.#top + n > this.buffer.length) return -1;
+    const at = this.#top;
+    this.#top += n;
+    this.#out++;
+    return at;
+  }
+
+  /** Gives back one region. */
+  release(): void {
+    if (--this.#out === 0) this.#top = 0;
+  }
+
+  /** Regions handed out and not yet given back. */
+  get outstanding(): number {
+    return this.#out;
+  }
 }

@@ -76,7 +76,7 @@ describe('StreamFrameReader', () => {
       const got: { type: number; payload: string }[] = [];
       const sink = {
         onHeader: (type: number) => (type % 3 === 0 ? 'skip' as const : 'read' as const),
-        onFrame: (type: number, payload: Buffer) => { got.push({ type, payload: payload.toString('hex') }); return true; },
+        onFrame: (type: number, buf: Buffer, start: number, end: number) => { got.push({ type, payload: buf.toString('hex', start, end) }); return true; },
       };
       let o = 0;
       let i = 0;

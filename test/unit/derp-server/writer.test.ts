@@ -17,9 +17,9 @@ class FakeDirect extends Duplex {
   constructor() {
     super();
   }
-  writeDirect(chunk: Uint8Array): number | null {
+  writeDirect(buf: Uint8Array, start: number, end: number): number | null {
     const a = this.answers.length > 0 ? this.answers.shift()! : 0;
-    if (a !== null) this.direct.push(Uint8Array.from(chunk));
+    if (a !== null) this.direct.push(buf.slice(start, end));
     return a;
   }
   setDirectReader(): void {}

@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { WiremeshError } from '../../../src/errors.ts';
-import { NativeTlsContext, NativeTlsServer, type NativeTlsSocket, nativeTlsAvailable, nativeTlsUnavailableReason, TLS_ADDON_PATH } from '../../../src/net/tls-native.ts';
+import { NativeTlsContext, NativeTlsServer, type NativeTlsSocket, nativeTlsAvailable, nativeTlsUnavailableReason, TLS_ADDON_PATH, TN_READ_CHUNK } from '../../../src/net/tls-native.ts';
 import { generateIpCert } from '../../../src/derper/x509.ts';
 
 const SKIP = nativeTlsAvailable() ? false : `tls addon not built: ${nativeTlsUnavailableReason()}`;
@@ -317,10 +317,16 @@ test('the raw addon refuses bad arguments with typed errors and treats unknown i
   const bad = (e: unknown): boolean => (e as { code?: string }).code === 'tls_native_bad_argument';
   assert.throws(() => addon.write!(), bad);
   assert.throws(() => addon.write!({}, 0, Buffer.alloc(1)), bad);
-  assert.throws(() => addon.readStart!(addon.server!(() => {}, () => {}), -1), bad);
+  const rb = Buffer.alloc(TN_READ_CHUNK);
+  assert.throws(() => addon.readStart!(addon.server!(() => {}, () => {}, rb), -1), bad);
   assert.throws(() => addon.server!(1, 2), bad);
-  const srv = addon.server!(() => {}, () => {});
-  assert.equal(addon.write!(srv, 5, Buffer.alloc(1)), -1, 'unknown id: closed');
+  assert.throws(() => addon.server!(() => {}, () => {}), bad, 'no read buffer');
+  assert.throws(() => addon.server!(() => {}, () => {}, Buffer.alloc(TN_READ_CHUNK - 1)), bad, 'read buffer too small');
+  const srv = addon.server!(() => {}, () => {}, rb);
+  assert.throws(() => addon.write!(srv, 5, Buffer.alloc(1)), bad, 'no range');
+  assert.throws(() => addon.write!(srv, 5, Buffer.alloc(1), 0, 2), bad, 'end beyond the array');
+  assert.throws(() => addon.write!(srv, 5, Buffer.alloc(4), 3, 2), bad, 'start after end');
+  assert.equal(addon.write!(srv, 5, Buffer.alloc(1), 0, 1), -1, 'unknown id: closed');
   assert.equal(addon.close!(srv, 123456), false);
   assert.equal((addon.info!(srv, 7) as unknown[]).filter((x) => x !== undefined).length, 0, 'no facts for an unknown id');
 });
