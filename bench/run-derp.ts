@@ -9,7 +9,7 @@
  *     [--idle-runs 1] [--latency-sizes 570] [--bg-pairs 20] [--bg-kfps 50] [--json results.json]
  *     [--wm-node-flags "--cpu-prof"] [--wm-dir /path/to/other/checkout]
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { median } from './proc.ts';
 import { NODE, runJson, type Running, startGoDerper, startWiremeshDerper } from './servers.ts';
@@ -63,10 +63,20 @@ interface Result {
 }
 const results: Result[] = [];
 
-function loadgen(s: Running, mode: string, extra: string[]): Promise<Record<string, number>> {
+/** Machine-wide CPU ticks [steal, total] from /proc/stat: steal is time the hypervisor gave to someone else. */
+function cpuTicks(): [number, number] {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  return [f[7] ?? 0, f.reduce((x, y) => x + y, 0)];
+}
+
+/** One load-generator run; adds `stealPct`, the machine's steal time during it (a noisy neighbour shows here). */
+async function loadgen(s: Running, mode: string, extra: string[]): Promise<Record<string, number>> {
   const argv = [NODE, 'bench/derp-loadgen.ts', '--mode', mode, '--host', s.host, '--port', String(s.port), '--pid', String(s.pid),
     '--seconds', a.seconds, '--warmup', a.warmup, '--src-ips', a['src-ips'], ...(s.tls ? ['--tls'] : []), ...extra];
-  return runJson(LOADGEN_CPU, argv);
+  const [s0, t0] = cpuTicks();
+  const r = await runJson(LOADGEN_CPU, argv);
+  const [s1, t1] = cpuTicks();
+  return { ...r, stealPct: t1 > t0 ? (100 * (s1 - s0)) / (t1 - t0) : 0 };
 }
 
 /** Every configuration × run, both servers, order flipped on odd runs. */
@@ -162,13 +172,14 @@ function throughputTable(test: string): string {
 }
 
 function latencyTable(): string {
-  const rows = ['| transport | size | background | Go p50 / p99 µs | wiremesh p50 / p99 µs | **p99 ratio** | bg kfps Go / wm |', '|---|---|---|---|---|---|---|'];
+  const rows = ['| transport | size | background | Go p50 / p99 / p99.9 µs | wiremesh p50 / p99 / p99.9 µs | **p99 ratio** | bg kfps Go / wm | steal % (max of the runs) |', '|---|---|---|---|---|---|---|---|'];
   for (const tls of transports) {
     for (const size of list(a['latency-sizes'])) {
       for (const pairs of [0, Number(a['bg-pairs'])]) {
         const g = (s: ServerName, k: string): number => med('latency', tls, size, pairs, s, k);
         const bg = pairs === 0 ? 'idle' : `${pairs} pairs @ ${a['bg-kfps']} kfps`;
-        rows.push(`| ${tname(tls)} | ${size} B | ${bg} | ${f0(g('go', 'p50us'))} / ${f0(g('go', 'p99us'))} | ${f0(g('wiremesh', 'p50us'))} / ${f0(g('wiremesh', 'p99us'))} | **${f2(g('wiremesh', 'p99us') / g('go', 'p99us'))}×** | ${f0(g('go', 'bgKfps'))} / ${f0(g('wiremesh', 'bgKfps'))} |`);
+        const steal = Math.max(...results.filter((x) => x.test === 'latency' && x.tls === tls && x.size === size && x.pairs === pairs).map((x) => x.r.stealPct ?? 0));
+        rows.push(`| ${tname(tls)} | ${size} B | ${bg} | ${f0(g('go', 'p50us'))} / ${f0(g('go', 'p99us'))} / ${f0(g('go', 'p999us'))} | ${f0(g('wiremesh', 'p50us'))} / ${f0(g('wiremesh', 'p99us'))} / ${f0(g('wiremesh', 'p999us'))} | **${f2(g('wiremesh', 'p99us') / g('go', 'p99us'))}×** | ${f0(g('go', 'bgKfps'))} / ${f0(g('wiremesh', 'bgKfps'))} | ${steal.toFixed(1)} |`);
       }
     }
   }
@@ -185,7 +196,9 @@ function idleTable(): string {
 }
 
 function report(): string {
-  const parts = [`Medians of ${runs} runs (idle memory: ${a['idle-runs']}); relay on CPU ${RELAY_CPU}, load generator on CPU ${LOADGEN_CPU}; ${a.seconds} s window after ${a.warmup} s warm-up.`];
+  const steals = results.map((x) => x.r.stealPct ?? 0);
+  const meanSteal = steals.length === 0 ? 0 : steals.reduce((x, y) => x + y, 0) / steals.length;
+  const parts = [`Medians of ${runs} runs (idle memory: ${a['idle-runs']}); relay on CPU ${RELAY_CPU}, load generator on CPU ${LOADGEN_CPU}; ${a.seconds} s window after ${a.warmup} s warm-up. Steal time during the runs: mean ${meanSteal.toFixed(1)} %, max ${Math.max(0, ...steals).toFixed(1)} %.`];
   if (tests.has('greedy')) parts.push('### Throughput, greedy senders (write until write() is false, wait for drain)', throughputTable('greedy'));
   if (tests.has('window')) parts.push(`### Throughput, closed loop (${a.window} frames in flight per sender)`, throughputTable('window'));
   if (tests.has('latency')) parts.push('### Added latency (RTT/2 of a 1-packet ping-pong)', latencyTable());

@@ -111,7 +111,12 @@ export class BatchWriter {
   /** Writes the batch, if any. */
   flush(): void {
     const buf = this.#buf;
-    if (buf === null || this.#closed) return;
+    if (buf === null) return;
+    if (this.#closed) {
+      this.#releaseRegion();
+      this.#buf = null;
+      return;
+    }
     const start = this.#start;
     const end = this.#pos;
     this.#lastBatch = end - start;
