@@ -56,7 +56,8 @@ typedef struct tn_server tn_server;
 typedef struct {
   uv_poll_t poll;
   tn_server *srv;
-  SSL *ssl;
+  SSL *ssl;            /* NULL: a plain TCP connection (attach without a context) */
+  int fd;
   int id;
   int state;
   int reading;          /* JS wants plaintext */
@@ -206,7 +207,7 @@ static void on_uv_close(uv_handle_t *h) {
 static void conn_close(tn_conn *c) {
   if (c->state == ST_CLOSED) return;
   tn_server *s = c->srv;
-  if (c->state == ST_OPEN && c->pend_len == 0) SSL_shutdown(c->ssl); /* best-effort close_notify, never blocks */
+  if (c->ssl != NULL && c->state == ST_OPEN && c->pend_len == 0) SSL_shutdown(c->ssl); /* best-effort close_notify, never blocks */
   c->state = ST_CLOSED;
   uv_poll_stop(&c->poll);
   SSL_free(c->ssl);
@@ -264,6 +265,22 @@ static void do_handshake(tn_conn *c) {
 /* SSL_write of buf[0..len) until the socket is full; returns the bytes taken, or -1 after conn_fail. */
 static ssize_t write_some(tn_conn *c, const uint8_t *buf, size_t len) {
   size_t off = 0;
+  if (c->ssl == NULL) {
+    while (off < len) {
+      ssize_t n = send(c->fd, buf + off, len - off, MSG_NOSIGNAL);
+      if (n > 0) {
+        off += (size_t)n;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      char text[256];
+      snprintf(text, sizeof text, "tcp write: %s", strerror(errno));
+      conn_fail(c, text);
+      return -1;
+    }
+    return (ssize_t)off;
+  }
   while (off < len) {
     size_t n = 0;
     int r = SSL_write_ex(c->ssl, buf + off, len - off, &n);
@@ -300,7 +317,19 @@ static void do_read(tn_conn *c) {
     size_t got = 0;
     int stop = 0, eof = 0;
     char text[256] = "";
-    while (got < TN_READ_CHUNK) {
+    if (c->ssl == NULL) {
+      /* Plain TCP: one recv per round; the poll is level-triggered, so a short read means the socket is empty. */
+      ssize_t n;
+      do n = recv(c->fd, s->rbuf, TN_READ_CHUNK, 0);
+      while (n < 0 && errno == EINTR);
+      if (n > 0) {
+        got = (size_t)n;
+        stop = got < TN_READ_CHUNK;
+      } else if (n == 0) eof = 1;
+      else if (errno == EAGAIN || errno == EWOULDBLOCK) stop = 1;
+      else snprintf(text, sizeof text, "tcp read: %s", strerror(errno));
+    }
+    while (c->ssl != NULL && got < TN_READ_CHUNK) {
       size_t n = 0;
       errno = 0;
       int r = SSL_read_ex(c->ssl, s->rbuf + got, TN_READ_CHUNK - got, &n);
@@ -353,9 +382,9 @@ static void after_write_progress(tn_conn *c) {
   update_poll(c);
   if (c->shutdown_pending) {
     c->shutdown_pending = 0;
-    SSL_shutdown(c->ssl);
+    if (c->ssl != NULL) SSL_shutdown(c->ssl);
     ERR_clear_error();
-    shutdown(SSL_get_fd(c->ssl), SHUT_WR);
+    shutdown(c->fd, SHUT_WR);
   }
   emit_event(c, EV_DRAIN, NULL);
 }
@@ -563,17 +592,23 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   if (argc < 3) return (napi_throw_type_error(env, BAD_ARG, "attach(server, ctx, fd)"), NULL);
   tn_server *s = get_server(env, argv[0]);
   if (s == NULL) return NULL;
-  void *p = NULL;
-  if (napi_get_value_external(env, argv[1], &p) != napi_ok || p == NULL) return (napi_throw_type_error(env, BAD_ARG, "expected a tls_conn context"), NULL);
-  tn_ctx *t = (tn_ctx *)p;
+  /* ctx null: plain TCP, open at once (no handshake, no Secure event). */
+  napi_valuetype ct = napi_undefined;
+  napi_typeof(env, argv[1], &ct);
+  tn_ctx *t = NULL;
+  if (ct != napi_null) {
+    void *p = NULL;
+    if (napi_get_value_external(env, argv[1], &p) != napi_ok || p == NULL) return (napi_throw_type_error(env, BAD_ARG, "expected a tls_conn context or null"), NULL);
+    t = (tn_ctx *)p;
+  }
   int32_t fd;
   if (!get_i32(env, argv[2], &fd)) return NULL;
   if (s->closed) return throw_coded(env, "tls_native_closed", "tls_conn server is closed");
   if (s->free_head < 0 && !grow(s)) return throw_coded(env, "tls_native_full", "too many TLS connections");
   tn_conn *c = calloc(1, sizeof *c);
   if (c == NULL) return throw_coded(env, "tls_native_full", "out of memory");
-  c->ssl = SSL_new(t->ctx);
-  if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+  c->fd = fd;
+  if (t != NULL && ((c->ssl = SSL_new(t->ctx)) == NULL || SSL_set_fd(c->ssl, fd) != 1)) {
     if (c->ssl != NULL) SSL_free(c->ssl);
     free(c);
     ERR_clear_error();
@@ -589,7 +624,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
     snprintf(text, sizeof text, "uv_poll_init: %s", uv_strerror(r));
     return throw_coded(env, BAD_ARG, text);
   }
-  SSL_set_accept_state(c->ssl);
+  if (c->ssl != NULL) SSL_set_accept_state(c->ssl);
   c->poll.data = c;
   c->srv = s;
   c->reading = 1;
@@ -597,7 +632,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   s->free_head = s->next_free[c->id];
   s->conns[c->id] = c;
   s->used++;
-  c->state = ST_HANDSHAKE;
+  c->state = c->ssl != NULL ? ST_HANDSHAKE : ST_OPEN;
   c->events = UV_READABLE;
   uv_poll_start(&c->poll, UV_READABLE, on_poll);
   napi_create_int32(env, c->id, &out);
@@ -664,7 +699,7 @@ static napi_value js_conn_op(napi_env env, napi_callback_info info, int op) {
     case 0: /* readStart */
       c->reading = 1;
       update_poll(c);
-      napi_get_boolean(env, c->state == ST_OPEN && SSL_pending(c->ssl) > 0, &out);
+      napi_get_boolean(env, c->state == ST_OPEN && c->ssl != NULL && SSL_pending(c->ssl) > 0, &out);
       break;
     case 1: /* readStop */
       c->reading = 0;
@@ -677,9 +712,9 @@ static napi_value js_conn_op(napi_env env, napi_callback_info info, int op) {
       if (c->state != ST_OPEN) break;
       if (c->pend_len > 0) c->shutdown_pending = 1;
       else {
-        SSL_shutdown(c->ssl);
+        if (c->ssl != NULL) SSL_shutdown(c->ssl);
         ERR_clear_error();
-        shutdown(SSL_get_fd(c->ssl), SHUT_WR);
+        shutdown(c->fd, SHUT_WR);
       }
       break;
     case 4: /* close */
@@ -701,7 +736,7 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   tn_conn *c;
   if (!conn_args(env, info, 2, argv, &s, &c)) return NULL;
   napi_create_array_with_length(env, 3, &out);
-  if (c == NULL || c->state != ST_OPEN) return out;
+  if (c == NULL || c->state != ST_OPEN || c->ssl == NULL) return out;
   const char *name = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
   const unsigned char *alpn = NULL;
   unsigned int alen = 0;
@@ -727,7 +762,7 @@ static napi_value js_trim(napi_env env, napi_callback_info info) {
     tn_conn *c = s->conns[i];
     if (c == NULL || c->state != ST_OPEN) continue;
     if (c->active) c->active = 0;
-    else if (c->pend_len == 0 && SSL_free_buffers(c->ssl) == 1) n++;
+    else if (c->ssl != NULL && c->pend_len == 0 && SSL_free_buffers(c->ssl) == 1) n++;
   }
 #ifdef __GLIBC__
   /* glibc keeps freed chunks inside its heap; give whole free pages back so idle connections cost no RSS. */
@@ -753,7 +788,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_value abi;
-  napi_create_int32(env, 3, &abi);
+  napi_create_int32(env, 4, &abi);
   napi_set_named_property(env, exports, "ABI", abi);
   return exports;
 }

@@ -26,9 +26,9 @@ import { openCertSource, type AcmeSettings } from './cert-source.ts';
 import { createProfileRoutes } from './profile.ts';
 import { createPort80Router, createRouter, splitTarget } from './routes.ts';
 import { sniAllowed, tlsServerOptions } from './tls.ts';
-import { createNativeTlsListener, type NativeTlsListener } from './tls-listener.ts';
+import { createNativeTcpListener, createNativeTlsListener, type NativeListener, type NativeTlsListener } from './tls-listener.ts';
 import { secureContextOptions } from './cert-reload.ts';
-import { nativeTlsAvailable, nativeTlsUnavailableReason } from '../net/tls-native.ts';
+import { nativeTcpAvailable, nativeTcpUnavailableReason, nativeTlsAvailable, nativeTlsUnavailableReason } from '../net/tls-native.ts';
 import { renderPrometheus } from './varz.ts';
 import { generateMetaCert } from './x509.ts';
 import { Mesh, meshVars, type MeshPeerSpec } from './mesh.ts';
@@ -81,6 +81,8 @@ export interface DerperConfig {
   rateConfigPath?: string;
   /** TLS engine: 'native' (build/tls_conn.node, docs/tls-native.md), 'node' (node:https); default native when built. */
   tlsEngine?: 'native' | 'node';
+  /** Who carries plain-HTTP connections: the addon ('native', default when built) or Node's net. */
+  tcpEngine?: 'native' | 'node';
 }
 
 export interface RunningDerper {
@@ -211,8 +213,12 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
   const nativeTls: NativeTlsListener | null = !useNativeTls || cert === null || meta === null
     ? null
     : createNativeTlsListener(main, secureContextOptions(cert, meta.certPem), tlsHostname, tlsVersions, logger);
-  if (acceptLimiter !== null && !acceptLimiter.unlimited) guardListener(nativeTls?.listener ?? main, acceptLimiter, logger);
+  // Plain HTTP (no certificate): the same addon carries the TCP connections, unless told otherwise.
+  const useNativeTcp = cert === null && (cfg.tcpEngine ?? (nativeTcpAvailable() ? 'native' : 'node')) === 'native';
+  const nativeListener: NativeListener | null = nativeTls ?? (useNativeTcp ? createNativeTcpListener(main) : null);
+  if (acceptLimiter !== null && !acceptLimiter.unlimited) guardListener(nativeListener?.listener ?? main, acceptLimiter, logger);
   if (cert !== null) logger.info('tls engine', { engine: nativeTls === null ? 'node' : 'native', ...(nativeTls === null ? { why: nativeTlsUnavailableReason() ?? 'tlsEngine=node' } : {}) });
+  else logger.info('tcp engine', { engine: useNativeTcp ? 'native' : 'node', ...(useNativeTcp ? {} : { why: nativeTcpUnavailableReason() ?? 'tcpEngine=node' }) });
   main.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => handleDerpHttp(engine, req, socket, head));
   main.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
     socket.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nCONNECT not enabled\n');
@@ -239,12 +245,12 @@ export async function startDerper(cfg: DerperConfig): Promise<RunningDerper> {
   const closers: (() => Promise<void>)[] = [];
   try {
     let port: number;
-    if (nativeTls === null) {
+    if (nativeListener === null) {
       port = await listen(main, cfg.host, cfg.port);
       servers.push(main);
     } else {
-      port = await listen(nativeTls.listener, cfg.host, cfg.port);
-      closers.push(() => nativeTls.close());
+      port = await listen(nativeListener.listener, cfg.host, cfg.port);
+      closers.push(() => nativeListener.close());
       servers.push(main);
     }
     let port80: number | null = null;

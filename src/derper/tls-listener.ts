@@ -4,6 +4,10 @@
  * and each finished connection handed to the HTTP server as if it had accepted it. Same policy as the Node
  * https path in tls.ts: TLS ≥ 1.2, ALPN http/1.1, SNI must equal a DNS hostname, the handshake deadline, the meta
  * cert after the served chain, and `setSecureContext` for certificate reloads. Adapter.
+ *
+ * `createNativeTcpListener` is the same listener for the plain HTTP port: connections are handed over at once and
+ * carried by the addon without TLS, so plain DERP gets the same reused read buffer and direct writes (no
+ * per-read Buffer: Node's per-read ArrayBuffers drove a full GC every ~0.4 s under load, docs/BENCHMARKS.md).
  */
 import type http from 'node:http';
 import net from 'node:net';
@@ -18,11 +22,41 @@ export interface SecureContextTarget {
   setSecureContext(options: SecureContextOptions): void;
 }
 
-export interface NativeTlsListener extends SecureContextTarget {
+export interface NativeListener {
   /** Listen on this; guard its 'connection' event for accept limits. */
   readonly listener: net.Server;
-  /** Stops accepting and closes every TLS connection. */
+  /** Stops accepting and closes every connection. */
   close(): Promise<void>;
+}
+
+export interface NativeTlsListener extends NativeListener, SecureContextTarget {}
+
+/** A net.Server of paused sockets, each attached to `server`; `close` stops both. */
+function listenerFor(server: NativeTlsServer, onClose: () => void): NativeListener {
+  const listener = net.createServer({ pauseOnConnect: true, noDelay: true });
+  listener.on('connection', (raw: net.Socket) => {
+    // The accept limiter (limits.ts) runs first and may have destroyed it already.
+    if (!raw.destroyed) server.attach(raw);
+  });
+  return {
+    listener,
+    close: () =>
+      new Promise<void>((resolve) => {
+        onClose();
+        listener.close(() => resolve());
+        server.closeAll();
+      }),
+  };
+}
+
+/** Listener whose plain TCP connections become 'connection' events of `http`, carried by the addon. */
+export function createNativeTcpListener(http: http.Server): NativeListener {
+  const tcp = new NativeTlsServer({
+    context: null,
+    handshakeTimeoutMs: TLS_HANDSHAKE_TIMEOUT_MS,
+    onSecure: (s) => http.emit('connection', s),
+  });
+  return listenerFor(tcp, () => {});
 }
 
 function pemOf(v: unknown): string {
@@ -52,21 +86,7 @@ export function createNativeTlsListener(
     },
     onHandshakeError: (err, raw) => logger.debug('tls handshake failed', { err: err.message, remote: raw.remoteAddress }),
   });
-  const listener = net.createServer({ pauseOnConnect: true, noDelay: true });
-  listener.on('connection', (raw: net.Socket) => {
-    // The accept limiter (limits.ts) runs first and may have destroyed it already.
-    if (!raw.destroyed) tls.attach(raw);
-  });
   const trimTimer = setInterval(() => tls.trim(), TLS_BUFFER_TRIM_INTERVAL_MS);
   trimTimer.unref();
-  return {
-    listener,
-    setSecureContext: (o) => tls.setContext(contextOf(o)),
-    close: () =>
-      new Promise<void>((resolve) => {
-        clearInterval(trimTimer);
-        listener.close(() => resolve());
-        tls.closeAll();
-      }),
-  };
+  return { ...listenerFor(tls, () => clearInterval(trimTimer)), setSecureContext: (o) => tls.setContext(contextOf(o)) };
 }

@@ -8,6 +8,10 @@
  * `NativeTlsSocket`: a Duplex of plaintext that an `http.Server` accepts through `emit('connection', …)` and the
  * DERP server writes frames to. When the addon is not built, `nativeTlsAvailable()` is false and the derper uses
  * Node's https server.
+ *
+ * Without a context (`context: null`) the same server carries plain TCP: no handshake, the socket is handed over
+ * at once, and reads and writes are plain recv/send with the same buffer reuse and direct paths (the derper's
+ * HTTP port; `nativeTcpAvailable()`).
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -29,7 +33,7 @@ interface Native {
   ctxNew(certPem: string, keyPem: string, sniHost: string): CtxHandle;
   /** onRead(id, n): `readBuffer[0, n)` holds new plaintext of `id`, valid until onRead returns. */
   server(onRead: (id: number, n: number) => void, onEvent: (id: number, kind: number, text: string) => void, readBuffer: Buffer): ServerHandle;
-  attach(s: ServerHandle, ctx: CtxHandle, fd: number): number;
+  attach(s: ServerHandle, ctx: CtxHandle | null, fd: number): number;
   /** Takes data[start, end) now: sends it, or copies what the socket did not take. Returns the bytes pending. */
   write(s: ServerHandle, id: number, data: Uint8Array, start: number, end: number): number;
   readStart(s: ServerHandle, id: number): boolean;
@@ -42,7 +46,7 @@ interface Native {
 }
 
 /** Version of the JS↔C contract this module speaks. */
-const ADDON_ABI = 3;
+const ADDON_ABI = 4;
 /** Bytes of the per-server read buffer the addon decrypts into (TN_READ_CHUNK in native/tls_conn.c). */
 export const TN_READ_CHUNK = 64 * 1024;
 /** Where scripts/build-native.ts puts the addon. */
@@ -52,7 +56,6 @@ let loaded: { native: Native | null; reason: string | null } | null = null;
 
 function load(): { native: Native | null; reason: string | null } {
   if (loaded !== null) return loaded;
-  if (process.env.WIREMESH_NODE_TLS === '1') return (loaded = { native: null, reason: 'WIREMESH_NODE_TLS=1' });
   if (!existsSync(TLS_ADDON_PATH)) return (loaded = { native: null, reason: `${TLS_ADDON_PATH} not built (node scripts/build-native.ts)` });
   try {
     const n = createRequire(import.meta.url)(TLS_ADDON_PATH) as Partial<Native>;
@@ -65,14 +68,24 @@ function load(): { native: Native | null; reason: string | null } {
   return loaded;
 }
 
-/** True when the TLS addon is built and loadable (and WIREMESH_NODE_TLS=1 is not set). */
+/** True when the addon is built and loadable and WIREMESH_NODE_TLS=1 is not set: the derper's TLS uses it. */
 export function nativeTlsAvailable(): boolean {
-  return load().native !== null;
+  return nativeTlsUnavailableReason() === null;
 }
 
-/** Why the addon is unavailable (null when it is available). */
+/** Why native TLS is not used (null when it is available). */
 export function nativeTlsUnavailableReason(): string | null {
-  return load().reason;
+  return process.env.WIREMESH_NODE_TLS === '1' ? 'WIREMESH_NODE_TLS=1' : load().reason;
+}
+
+/** True when the addon is built and loadable and WIREMESH_NODE_TCP=1 is not set: the derper's plain HTTP uses it. */
+export function nativeTcpAvailable(): boolean {
+  return nativeTcpUnavailableReason() === null;
+}
+
+/** Why native plain TCP is not used (null when it is available). */
+export function nativeTcpUnavailableReason(): string | null {
+  return process.env.WIREMESH_NODE_TCP === '1' ? 'WIREMESH_NODE_TCP=1' : load().reason;
 }
 
 function addon(): Native {
@@ -100,7 +113,8 @@ export class NativeTlsContext {
 }
 
 export interface NativeTlsServerOptions {
-  context: NativeTlsContext;
+  /** null: plain TCP (no TLS; each attached socket is handed to onSecure at once). */
+  context: NativeTlsContext | null;
   /** A connection that did not finish its handshake within this is closed. */
   handshakeTimeoutMs: number;
   /** Runs once per finished handshake; the socket is flowing-ready plaintext. */
@@ -121,7 +135,7 @@ export class NativeTlsServer {
   readonly #conns = new Map<number, Entry>();
   /** Where the addon puts plaintext for #onRead (reused by every read). */
   readonly #readBuf = Buffer.allocUnsafeSlow(TN_READ_CHUNK);
-  #context: NativeTlsContext;
+  #context: NativeTlsContext | null;
   readonly #opts: NativeTlsServerOptions;
 
   constructor(opts: NativeTlsServerOptions) {
@@ -131,8 +145,9 @@ export class NativeTlsServer {
     this.#handle = this.#native.server(this.#onRead, this.#onEvent, this.#readBuf);
   }
 
-  /** New handshakes use `ctx`; established connections keep theirs (certificate reload). */
+  /** New handshakes use `ctx`; established connections keep theirs (certificate reload). Not for plain TCP. */
   setContext(ctx: NativeTlsContext): void {
+    if (this.#context === null) throw new WiremeshError('tls_native_plain', 'a plain TCP server has no TLS context');
     this.#context = ctx;
   }
 
@@ -149,18 +164,23 @@ export class NativeTlsServer {
       return;
     }
     let id: number;
+    const ctx = this.#context;
     try {
-      id = this.#native.attach(this.#handle, this.#context.handle, fd);
+      id = this.#native.attach(this.#handle, ctx === null ? null : ctx.handle, fd);
     } catch {
       raw.destroy();
       return;
     }
     const e: Entry = { raw, timer: null, socket: null };
-    e.timer = setTimeout(() => this.#fail(id, new WiremeshError('tls_handshake_timeout', 'tls handshake timed out'), raw), this.#opts.handshakeTimeoutMs);
+    if (ctx !== null) e.timer = setTimeout(() => this.#fail(id, new WiremeshError('tls_handshake_timeout', 'tls handshake timed out'), raw), this.#opts.handshakeTimeoutMs);
     this.#conns.set(id, e);
     // Ids are reused once released: these late events only act while `id` still names this socket.
     raw.on('error', () => this.#fail(id, new WiremeshError('tls_socket_error', 'tcp socket error'), raw));
     raw.on('close', () => this.release(id, raw));
+    if (ctx === null) {
+      e.socket = new NativeTlsSocket(this, id, raw, { protocol: '', servername: '', alpn: '' }, false);
+      this.#opts.onSecure(e.socket);
+    }
   }
 
   /** Frees OpenSSL record buffers of connections idle since the previous call. */
@@ -227,7 +247,7 @@ export class NativeTlsServer {
         if (e.timer !== null) clearTimeout(e.timer);
         e.timer = null;
         const [protocol = '', servername = '', alpn = ''] = this.#native.info(this.#handle, id);
-        e.socket = new NativeTlsSocket(this, id, e.raw, { protocol, servername, alpn });
+        e.socket = new NativeTlsSocket(this, id, e.raw, { protocol, servername, alpn }, true);
         this.#opts.onSecure(e.socket);
         break;
       }
@@ -258,7 +278,8 @@ export interface NativeTlsInfo {
  * DERP server look (remoteAddress/Port, encrypted, setNoDelay, setKeepAlive, setTimeout).
  */
 export class NativeTlsSocket extends Duplex {
-  readonly encrypted = true;
+  /** False for a plain TCP connection (NativeTlsServer without a context). */
+  readonly encrypted: boolean;
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
   readonly remoteFamily: string | undefined;
@@ -279,8 +300,9 @@ export class NativeTlsSocket extends Duplex {
   #bytesRead = 0;
   #bytesWritten = 0;
 
-  constructor(server: NativeTlsServer, id: number, raw: Socket, info: NativeTlsInfo) {
+  constructor(server: NativeTlsServer, id: number, raw: Socket, info: NativeTlsInfo, encrypted: boolean) {
     super({ allowHalfOpen: false });
+    this.encrypted = encrypted;
     this.#server = server;
     this.#id = id;
     this.#raw = raw;

@@ -1,6 +1,6 @@
 // A whole derper in-process on 127.0.0.1:0 (spec/derp.md §3, §16): plain HTTP routes and the /derp upgrade,
 // then manual cert mode with a generated IP cert where a TLS client sees the meta cert in the served chain.
-import { nativeTlsAvailable, nativeTlsUnavailableReason } from '../../../src/net/tls-native.ts';
+import { nativeTcpAvailable, nativeTlsAvailable, nativeTlsUnavailableReason } from '../../../src/net/tls-native.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -44,8 +44,8 @@ const serverKeyFrameOf = (buf: Buffer, off: number): { type: number; len: number
   key: buf.subarray(off + 13, off + 45).toString('hex'),
 });
 
-test('plain derper: 101 block + ServerKey, Upgrade without Connection, 426, CONNECT 403, varz', async (t) => {
-  const d = await startDerper(config());
+for (const tcpEngine of ['native', 'node'] as const) test(`[${tcpEngine} TCP] plain derper: 101 block + ServerKey, Upgrade without Connection, 426, CONNECT 403, 431, varz`, { skip: tcpEngine === 'native' && !nativeTcpAvailable() ? 'addon not built' : false }, async (t) => {
+  const d = await startDerper(config({ tcpEngine }));
   t.after(() => d.close());
   assert.equal(d.tls, false);
   assert.ok(d.httpPort > 0 && d.stunPort !== null && d.stunPort > 0);

@@ -2,7 +2,7 @@
 // over real loopback sockets: handshake facts (TLS 1.3, ALPN, SNI), the SNI policy, plaintext both ways in any
 // chunking (fast-check), backpressure on a slow reader with nothing lost, half-close both ways, the handshake
 // deadline, garbage instead of a ClientHello (typed error, other connections unaffected), certificate swap, and
-// typed errors for bad PEM.
+// typed errors for bad PEM; and the same server without a context carrying plain TCP.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -29,11 +29,11 @@ interface Harness {
 }
 
 /** A listener whose TLS connections are handed to `onSocket` (default: echo). */
-async function harness(opts: { sni?: string; handshakeTimeoutMs?: number; onSocket?: (s: NativeTlsSocket) => void } = {}): Promise<Harness> {
+async function harness(opts: { sni?: string; handshakeTimeoutMs?: number; onSocket?: (s: NativeTlsSocket) => void; plain?: boolean } = {}): Promise<Harness> {
   const accepted: NativeTlsSocket[] = [];
   const handshakeErrors: WiremeshError[] = [];
   const server = new NativeTlsServer({
-    context: new NativeTlsContext(certA.certPem, certA.keyPem, opts.sni ?? ''),
+    context: opts.plain === true ? null : new NativeTlsContext(certA.certPem, certA.keyPem, opts.sni ?? ''),
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 5000,
     onSecure: (s) => {
       accepted.push(s);
@@ -301,6 +301,75 @@ test('setContext: new handshakes get the new certificate, an established connect
     assert.equal((await readN(old, 3)).toString(), 'old');
     old.destroy();
     fresh.destroy();
+  } finally {
+    await h.close();
+  }
+});
+
+test('plain TCP (no context): handed over at once, unencrypted, every byte of a fast-check of writes and a 24 MiB slow read, half-close', { skip: SKIP }, async () => {
+  const h = await harness({ plain: true });
+  try {
+    const dialPlain = async (): Promise<net.Socket> => {
+      const c = net.connect(h.port, '127.0.0.1');
+      await once(c, 'connect');
+      return c;
+    };
+    const c = await dialPlain();
+    // Reads without ending the stream (unlike readN's async iterator).
+    let buf = Buffer.alloc(0);
+    let wake: (() => void) | null = null;
+    const onData = (d: Buffer): void => {
+      buf = Buffer.concat([buf, d]);
+      wake?.();
+    };
+    c.on('data', onData);
+    const take = async (n: number): Promise<Buffer> => {
+      while (buf.length < n) await new Promise<void>((r) => (wake = r));
+      const out = buf.subarray(0, n);
+      buf = buf.subarray(n);
+      return out;
+    };
+    c.write('hello');
+    assert.equal((await take(5)).toString(), 'hello');
+    const s = await accepted(h, 1);
+    assert.equal(s.encrypted, false);
+    assert.equal(s.getProtocol(), '');
+    assert.equal(s.remoteAddress, '127.0.0.1');
+    // Writes of any sizes come back intact (the echo's reads land in the reused read buffer and are copied).
+    await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 6 }), async (sizes) => {
+      const parts = sizes.map((n, i) => Buffer.alloc(n, (i * 37 + n) & 0xff));
+      const want = Buffer.concat(parts);
+      for (const p of parts) c.write(p);
+      assert.ok((await take(want.length)).equals(want));
+    }), { numRuns: 15 });
+    c.off('data', onData);
+    // A slow reader: the echo server's writes back up in the addon and drain without loss.
+    const total = 24 * 1024 * 1024;
+    const hash = createHash('sha256');
+    const sent = createHash('sha256');
+    let received = 0;
+    const done = new Promise<void>((resolve) => {
+      c.on('data', (d: Buffer) => {
+        hash.update(d);
+        received += d.length;
+        if (received >= total) resolve();
+        else if (received % (4 * 1024 * 1024) < d.length) {
+          c.pause();
+          setTimeout(() => c.resume(), 30);
+        }
+      });
+    });
+    for (let o = 0; o < total; o += 256 * 1024) {
+      const b = Buffer.alloc(256 * 1024, (o / 1024) & 0xff);
+      sent.update(b);
+      if (!c.write(b)) await once(c, 'drain');
+    }
+    await done;
+    assert.equal(hash.digest('hex'), sent.digest('hex'));
+    // Half-close: the client's FIN reaches the server as 'end' (the echo then ends its side too).
+    c.end();
+    await once(c, 'end');
+    await closed(c);
   } finally {
     await h.close();
   }
