@@ -62,6 +62,8 @@ for (const name of ['iptables-nft', 'iptables-legacy', 'nftables'] as const) {
         const ms = Math.round(performance.now() - t0);
         if (REPORT !== undefined) appendFileSync(REPORT, `reconcile ${name} ${what}: ${ms} ms\n`);
         assert.ok(ms <= BOUND_MS, `${what}: restored in ${ms} ms (bound ${BOUND_MS})`);
+        // The reconciler logs after its restore completes: the state can look restored a moment before the line.
+        for (let i = 0; i < 40 && !lines.some((l) => l.includes('restored')); i++) await new Promise((r) => setTimeout(r, 50));
         const log = lines.find((l) => l.includes('restored'));
         assert.ok(log !== undefined && expectDrift.test(log), `log line names what moved: ${lines.join('\n')}`);
         return ms;
