@@ -320,7 +320,7 @@ export class ClientConn implements FrameSink {
     // A burst routed within one read (a 64 KiB chunk holds ~100 small frames) must not overflow a queue whose
     // socket is keeping up: a full queue is written out first. Only a destination that pushes back drops (like Go).
     const payload = transient ? Uint8Array.prototype.slice.call(buf, off, end) : off === 0 && end === buf.length ? buf : buf.subarray(off, end);
-    if (this.#outbox.packet(src, srcId, payload, disco, this.#flushIfWritable)) this.#markDirty();
+    if (this.#outbox.packet(src, srcId, payload, disco, this.#flushIfWritable, transient)) this.#markDirty();
   }
 
   readonly #flushIfWritable = (): void => {

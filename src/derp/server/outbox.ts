@@ -69,12 +69,13 @@ export class Outbox {
 
   /**
    * Queues a RecvPacket; on a full queue drops the oldest (queue_head), up to ENQUEUE_ATTEMPTS times. `flushNow`
-   * is called first when the queue is full, so a socket that keeps up never drops. True when queued.
+   * is called first when the queue is full, so a socket that keeps up never drops. `owned`: `payload` is already a
+   * copy of its own (never copied again). True when queued.
    */
-  packet(src: Uint8Array, srcId: string, payload: Uint8Array, disco: boolean, flushNow: () => void): boolean {
+  packet(src: Uint8Array, srcId: string, payload: Uint8Array, disco: boolean, flushNow: () => void, owned = false): boolean {
     const q = disco ? this.#disco : this.#other;
     if (q.length === q.depth) flushNow();
-    if (q.length >= COPY_WHEN_BACKLOG_AT_LEAST) payload = Uint8Array.prototype.slice.call(payload);
+    if (!owned && q.length >= COPY_WHEN_BACKLOG_AT_LEAST) payload = Uint8Array.prototype.slice.call(payload);
     for (let i = 0; i < ENQUEUE_ATTEMPTS; i++) {
       if (q.push({ src, srcId, payload })) return true;
       const head = q.shift();
