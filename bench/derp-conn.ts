@@ -1,11 +1,15 @@
 /**
  * Lean DERP client for the benchmarks (spec/derp.md §3.2, §4, §6): dials plain TCP or TLS (self-signed accepted),
+ * by default on the native addon's client end (src/net/tls-native.ts: Node's TLS client costs more CPU per
+ * record than the relay under test, so a TLS run would measure the load generator), or with `engine: 'node'` on
+ * node:net / node:tls;
  * sends the HTTP `Upgrade: DERP` request, completes the handshake (ServerKey → ClientInfo → ServerInfo, the
  * ServerInfo box is not opened: the bench trusts the server) and then hands the socket to a cheap counting
  * parser that only looks at frame headers. Built on src/derp/frame.ts, client-info.ts and types/key.ts; it avoids
  * the library client so the load generator spends its core on sending and counting, not on bookkeeping.
  */
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { FRAME_HEADER_LEN, FrameType, KEY_LEN } from '../src/derp/constants.ts';
 import { createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
@@ -13,11 +17,26 @@ import { hsalsa } from '@noble/ciphers/salsa.js';
 import { sealBox } from '../src/derp/box.ts';
 import { decodeServerKey, encodeFrame, writeHeader } from '../src/derp/frame.ts';
 import type { NodePrivate, NodePublic } from '../src/types/key.ts';
+import { NativeTlsClientContext, NativeTlsServer, NativeTlsSocket, nativeTlsAvailable, nativeTlsUnavailableReason } from '../src/net/tls-native.ts';
 
 export interface Target {
   host: string;
   port: number;
   tls: boolean;
+  /** 'native': the addon's client end (TLS or plain); 'node': node:tls / node:net. */
+  engine: 'native' | 'node';
+}
+
+/** The engine to use by default: native when the addon is built. */
+export function defaultEngine(): Target['engine'] {
+  return nativeTlsAvailable() ? 'native' : 'node';
+}
+
+export function checkEngine(engine: string): Target['engine'] {
+  if (engine === 'node') return 'node';
+  if (engine !== 'native') throw new Error(`--client ${engine}: want native or node`);
+  if (!nativeTlsAvailable()) throw new Error(`--client native: ${nativeTlsUnavailableReason()}`);
+  return 'native';
 }
 
 export interface Identity {
@@ -70,22 +89,30 @@ export type FrameSink = (type: number, len: number, firstBody: Buffer | null, bo
  * of the body is passed along so latency mode can read a sequence number).
  */
 export class BenchConn {
-  readonly sock: net.Socket;
+  readonly sock: Duplex & { writableNeedDrain: boolean };
   readonly id: Identity;
   onFrame: FrameSink = () => {};
+  /** Runs after each received chunk has been fed through onFrame. */
+  onData: () => void = () => {};
   #hdr = Buffer.alloc(FRAME_HEADER_LEN);
   #hdrHave = 0;
   #skip = 0;
 
-  constructor(sock: net.Socket, id: Identity) {
+  constructor(sock: net.Socket | NativeTlsSocket, id: Identity) {
     this.sock = sock;
     this.id = id;
+    const read = (buf: Buffer, n: number): void => {
+      this.feed(buf, n);
+      this.onData();
+    };
+    sock.on('data', (d: Buffer) => read(d, d.length));
+    // The addon's reused read buffer goes straight to the parser (valid only during the call, which is enough).
+    if (sock instanceof NativeTlsSocket) sock.setDirectReader(read);
   }
 
-  /** Header-only incremental parse of one chunk. */
-  feed(chunk: Buffer): void {
+  /** Header-only incremental parse of `chunk[0, n)`. */
+  feed(chunk: Buffer, n: number): void {
     let o = 0;
-    const n = chunk.length;
     while (o < n) {
       if (this.#skip > 0) {
         const k = Math.min(this.#skip, n - o);
@@ -131,12 +158,38 @@ export const frameLenFor = (size: number): number => FRAME_HEADER_LEN + KEY_LEN 
 
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 
+let nativeTable: NativeTlsServer | null = null;
+const clientContexts = new Map<string, NativeTlsClientContext>();
+
+/** TCP (and TLS, without checking the certificate) on the addon; resolves once the socket can carry bytes. */
+async function dialNative(t: Target, localAddress: string | undefined): Promise<NativeTlsSocket> {
+  nativeTable ??= new NativeTlsServer({ context: null, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS, onSecure: () => {} });
+  const raw = net.connect({ host: t.host, port: t.port, ...(localAddress === undefined ? {} : { localAddress }) });
+  raw.pause(); // before 'connect': Node never reads this socket, the addon does
+  raw.setNoDelay(true);
+  await new Promise<void>((resolve, reject) => {
+    raw.once('connect', resolve);
+    raw.once('error', reject);
+  });
+  let ctx: NativeTlsClientContext | null = null;
+  if (t.tls) {
+    ctx = clientContexts.get(t.host) ?? new NativeTlsClientContext(t.host, false);
+    clientContexts.set(t.host, ctx);
+  }
+  return nativeTable.connect(raw, ctx);
+}
+
 /** Dials, upgrades and handshakes one connection. `localAddress` spreads source IPs (127.0.0.x). */
-export function connect(t: Target, id: Identity, localAddress?: string): Promise<BenchConn> {
+export async function connect(t: Target, id: Identity, localAddress?: string): Promise<BenchConn> {
+  if (t.engine === 'native') return handshake(t, id, await dialNative(t, localAddress), null);
+  const raw = net.connect({ host: t.host, port: t.port, ...(localAddress === undefined ? {} : { localAddress }) });
+  raw.setNoDelay(true);
+  return handshake(t, id, t.tls ? tls.connect({ socket: raw, rejectUnauthorized: false }) : raw, raw);
+}
+
+/** HTTP upgrade and DERP handshake on `sock`; `raw` is the TCP socket still connecting under it (node engine). */
+function handshake(t: Target, id: Identity, sock: net.Socket | NativeTlsSocket, raw: net.Socket | null): Promise<BenchConn> {
   return new Promise((resolve, reject) => {
-    const raw = net.connect({ host: t.host, port: t.port, ...(localAddress === undefined ? {} : { localAddress }) });
-    raw.setNoDelay(true);
-    const sock: net.Socket = t.tls ? tls.connect({ socket: raw, rejectUnauthorized: false }) : raw;
     const timer = setTimeout(() => fail(new Error('handshake timeout')), HANDSHAKE_TIMEOUT_MS);
     let buf: Buffer = Buffer.alloc(0);
     let phase: 'http' | 'serverKey' | 'serverInfo' = 'http';
@@ -173,10 +226,9 @@ export function connect(t: Target, id: Identity, localAddress?: string): Promise
         clearTimeout(timer);
         sock.off('data', onData);
         sock.off('error', fail);
-        const c = new BenchConn(sock, id);
-        sock.on('data', (d: Buffer) => c.feed(d));
         sock.on('error', () => {});
-        if (buf.length > 0) c.feed(Buffer.from(buf));
+        const c = new BenchConn(sock, id);
+        if (buf.length > 0) c.feed(Buffer.from(buf), buf.length);
         resolve(c);
         return;
       }
@@ -186,7 +238,8 @@ export function connect(t: Target, id: Identity, localAddress?: string): Promise
     sock.on('close', () => fail(new Error('closed during handshake')));
     const hostHeader = `${t.host}:${t.port}`;
     const req = `GET /derp HTTP/1.1\r\nHost: ${hostHeader}\r\nUser-Agent: wiremesh-bench\r\nConnection: Upgrade\r\nUpgrade: DERP\r\n\r\n`;
-    if (t.tls) sock.once('secureConnect', () => sock.write(req));
+    if (raw === null) sock.write(req);
+    else if (t.tls) sock.once('secureConnect', () => sock.write(req));
     else raw.once('connect', () => sock.write(req));
   });
 }

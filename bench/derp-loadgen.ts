@@ -11,11 +11,12 @@
  *   idle        opens `--conns` idle connections (full handshakes) and reads the relay's VmRSS before/after.
  *
  * Usage: node bench/derp-loadgen.ts --mode throughput --host 127.0.0.1 --port P [--tls] --pairs 20 --size 570
- *        [--warmup 1] [--seconds 3] [--pid RELAY_PID]
+ *        [--warmup 1] [--seconds 3] [--pid RELAY_PID] [--client native|node]
+ * `--client`: the load generator's own TCP/TLS stack (bench/derp-conn.ts); native (the addon) when it is built.
  */
 import { parseArgs } from 'node:util';
 import { FRAME_HEADER_LEN, FrameType, KEY_LEN } from '../src/derp/constants.ts';
-import { type BenchConn, connectMany, frameLenFor, newIdentity, sendBlock, type Target } from './derp-conn.ts';
+import { type BenchConn, checkEngine, connectMany, defaultEngine, frameLenFor, newIdentity, sendBlock, type Target } from './derp-conn.ts';
 import { cpuSeconds, percentile, rssBytes, sleep } from './proc.ts';
 
 const BLOCK_BYTES = 64 * 1024;
@@ -43,10 +44,11 @@ const { values: a } = parseArgs({
     conns: { type: 'string', default: '1000' },
     'src-ips': { type: 'string', default: '1' },
     window: { type: 'string', default: '32' },
+    client: { type: 'string' },
   },
 });
 
-const target: Target = { host: a.host, port: Number(a.port), tls: a.tls };
+const target: Target = { host: a.host, port: Number(a.port), tls: a.tls, engine: a.client === undefined ? defaultEngine() : checkEngine(a.client) };
 const relayPid = Number(a.pid);
 const size = Number(a.size);
 const warmupMs = Number(a.warmup) * 1000;
@@ -54,7 +56,7 @@ const windowMs = Number(a.seconds) * 1000;
 const srcIps = Array.from({ length: Number(a['src-ips']) }, (_, i) => `127.0.0.${i + 1}`);
 
 function emit(o: Record<string, unknown>): void {
-  process.stdout.write(JSON.stringify({ mode: a.mode, tls: a.tls, ...o }) + '\n');
+  process.stdout.write(JSON.stringify({ mode: a.mode, tls: a.tls, client: target.engine, ...o }) + '\n');
 }
 
 function closeAll(conns: BenchConn[]): void {
@@ -162,7 +164,7 @@ async function windowed(): Promise<void> {
         if (seq > maxSeen[j]!) maxSeen[j] = seq;
       }
     };
-    c.sock.on('data', () => refill(j ^ 1));
+    c.onData = () => refill(j ^ 1);
     c.sock.on('drain', () => refill(j));
   });
   const stallTimer = setInterval(() => {

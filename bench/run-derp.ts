@@ -7,7 +7,8 @@
  *   node bench/run-derp.ts [--sizes 570,1400] [--pairs 2,20,100] [--tls plain|tls|both] [--runs 3]
  *     [--seconds 2] [--warmup 1] [--tests greedy,window,latency,idle] [--window 32] [--idle-conns 10000]
  *     [--idle-runs 1] [--latency-sizes 570] [--bg-pairs 20] [--bg-kfps 50] [--json results.json]
- *     [--wm-node-flags "--cpu-prof"] [--wm-dir /path/to/other/checkout]
+ *     [--wm-node-flags "--cpu-prof"] [--wm-dir /path/to/other/checkout] [--client native|node]
+ * `--client`: the load generator's TCP/TLS stack (bench/derp-conn.ts): the native addon by default when built.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -36,6 +37,7 @@ const { values: a } = parseArgs({
     'src-ips': { type: 'string', default: '8' },
     json: { type: 'string' },
     'wm-node-flags': { type: 'string', default: '' },
+    client: { type: 'string' },
   },
 });
 
@@ -72,7 +74,8 @@ function cpuTicks(): [number, number] {
 /** One load-generator run; adds `stealPct`, the machine's steal time during it (a noisy neighbour shows here). */
 async function loadgen(s: Running, mode: string, extra: string[]): Promise<Record<string, number>> {
   const argv = [NODE, 'bench/derp-loadgen.ts', '--mode', mode, '--host', s.host, '--port', String(s.port), '--pid', String(s.pid),
-    '--seconds', a.seconds, '--warmup', a.warmup, '--src-ips', a['src-ips'], ...(s.tls ? ['--tls'] : []), ...extra];
+    '--seconds', a.seconds, '--warmup', a.warmup, '--src-ips', a['src-ips'], ...(s.tls ? ['--tls'] : []),
+    ...(a.client === undefined ? [] : ['--client', a.client]), ...extra];
   const [s0, t0] = cpuTicks();
   const r = await runJson(LOADGEN_CPU, argv);
   const [s1, t1] = cpuTicks();
@@ -195,10 +198,16 @@ function idleTable(): string {
   return rows.join('\n');
 }
 
+/** The load generator's TCP/TLS stack, as its runs reported it. */
+function clientName(): string {
+  const seen = new Set(results.map((x) => (x.r as Record<string, unknown>).client).filter((c) => typeof c === 'string'));
+  return seen.size === 0 ? (a.client ?? 'default') : [...seen].join(', ');
+}
+
 function report(): string {
   const steals = results.map((x) => x.r.stealPct ?? 0);
   const meanSteal = steals.length === 0 ? 0 : steals.reduce((x, y) => x + y, 0) / steals.length;
-  const parts = [`Medians of ${runs} runs (idle memory: ${a['idle-runs']}); relay on CPU ${RELAY_CPU}, load generator on CPU ${LOADGEN_CPU}; ${a.seconds} s window after ${a.warmup} s warm-up. Steal time during the runs: mean ${meanSteal.toFixed(1)} %, max ${Math.max(0, ...steals).toFixed(1)} %.`];
+  const parts = [`Medians of ${runs} runs (idle memory: ${a['idle-runs']}); relay on CPU ${RELAY_CPU}, load generator on CPU ${LOADGEN_CPU} (client stack: ${clientName()}); ${a.seconds} s window after ${a.warmup} s warm-up. Steal time during the runs: mean ${meanSteal.toFixed(1)} %, max ${Math.max(0, ...steals).toFixed(1)} %.`];
   if (tests.has('greedy')) parts.push('### Throughput, greedy senders (write until write() is false, wait for drain)', throughputTable('greedy'));
   if (tests.has('window')) parts.push(`### Throughput, closed loop (${a.window} frames in flight per sender)`, throughputTable('window'));
   if (tests.has('latency')) parts.push('### Added latency (RTT/2 of a 1-packet ping-pong)', latencyTable());

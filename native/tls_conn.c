@@ -1,5 +1,5 @@
 /*
- * tls_conn: server-side TLS for the derper listener, done in C with the OpenSSL that the node binary already
+ * tls_conn: TLS for the derper listener (and the client end for the benchmarks' load generator), done in C with the OpenSSL that the node binary already
  * exports (issue #6 "TLS p99"; docs/tls-native.md). Node's own TLS stack (TLSWrap) runs every record through a
  * memory BIO, a per-read ArrayBuffer, the JS stream machinery and an asynchronous write completion; here one
  * uv_poll per connection drives SSL_read/SSL_write on the socket itself and JS sees plaintext only.
@@ -12,7 +12,11 @@
  *     empty a ClientHello whose SNI is missing or differs (case-insensitively) fails the handshake.
  *   server(onRead, onEvent) -> srv                 onRead(id, Buffer) with plaintext; onEvent(id, kind, text)
  *     with kind EV_SECURE (handshake done), EV_DRAIN (all written), EV_EOF (peer closed), EV_ERROR (text says why).
- *   attach(srv, ctx, fd) -> id                      starts the handshake on an accepted, non-blocking socket.
+ *   ctxNewClient(servername, verify) -> ctx        a client context: TLS >= 1.2, SNI servername (not for an IP
+    literal); verify true checks the chain against the system's CA store and the name (or IP) against servername,
+    false accepts any certificate (the load generator against self-signed relays).
+  attach(srv, ctx, fd) -> id                      starts the handshake on a non-blocking socket: as the server for
+    a server context (an accepted socket), as the client for a client context (a connected socket).
  *   write(srv, id, buf) -> bytes not yet written    0: all handed to the kernel; >0: EV_DRAIN follows.
  *   readStart(srv, id) -> has buffered plaintext    readStop(srv, id)    readNow(srv, id): deliver buffered data.
  *   info(srv, id) -> [protocol, servername, alpn]   shutdown(srv, id): close_notify + SHUT_WR once written.
@@ -36,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 
 #define BAD_ARG "tls_native_bad_argument"
@@ -84,7 +89,9 @@ struct tn_server {
 
 typedef struct {
   SSL_CTX *ctx;
-  char sni[256];
+  char sni[256]; /* server: the SNI required ('' any); client: the servername sent and verified */
+  int client;
+  int verify;    /* client: check the certificate */
 } tn_ctx;
 
 /* ---- helpers ----
@@ -512,6 +519,45 @@ static napi_value js_ctx_new(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value js_ctx_new_client(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  bool verify = false;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_bool(env, argv[1], &verify) != napi_ok)
+    return (napi_throw_type_error(env, BAD_ARG, "ctxNewClient(servername, verify)"), NULL);
+  char *name = get_str(env, argv[0]);
+  if (name == NULL) return NULL;
+  tn_ctx *t = calloc(1, sizeof *t);
+  snprintf(t->sni, sizeof t->sni, "%s", name);
+  free(name);
+  t->client = 1;
+  t->verify = verify;
+  ERR_clear_error();
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == NULL) return bad_cert(env, NULL, t, "SSL_CTX_new");
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_read_ahead(ctx, 1);
+  if (verify && SSL_CTX_set_default_verify_paths(ctx) != 1) return bad_cert(env, ctx, t, "CA store");
+  SSL_CTX_set_verify(ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+  t->ctx = ctx;
+  napi_create_external(env, t, ctx_finalize, NULL, &out);
+  return out;
+}
+
+/* Client side of a new connection: SNI (names only, RFC 6066 §3), the name or IP to verify, then ClientHello. */
+static int client_setup(SSL *ssl, const tn_ctx *t) {
+  unsigned char ip[16];
+  int is_ip = inet_pton(AF_INET, t->sni, ip) == 1 || inet_pton(AF_INET6, t->sni, ip) == 1;
+  SSL_set_connect_state(ssl);
+  if (t->sni[0] == 0) return 1;
+  if (!is_ip && SSL_set_tlsext_host_name(ssl, t->sni) != 1) return 0;
+  if (!t->verify) return 1;
+  return is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), t->sni) == 1 : SSL_set1_host(ssl, t->sni) == 1;
+}
+
 /* ---- server ---- */
 
 static void server_teardown(tn_server *s) {
@@ -608,7 +654,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   tn_conn *c = calloc(1, sizeof *c);
   if (c == NULL) return throw_coded(env, "tls_native_full", "out of memory");
   c->fd = fd;
-  if (t != NULL && ((c->ssl = SSL_new(t->ctx)) == NULL || SSL_set_fd(c->ssl, fd) != 1)) {
+  if (t != NULL && ((c->ssl = SSL_new(t->ctx)) == NULL || SSL_set_fd(c->ssl, fd) != 1 || (t->client && !client_setup(c->ssl, t)))) {
     if (c->ssl != NULL) SSL_free(c->ssl);
     free(c);
     ERR_clear_error();
@@ -624,7 +670,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
     snprintf(text, sizeof text, "uv_poll_init: %s", uv_strerror(r));
     return throw_coded(env, BAD_ARG, text);
   }
-  if (c->ssl != NULL) SSL_set_accept_state(c->ssl);
+  if (c->ssl != NULL && !t->client) SSL_set_accept_state(c->ssl);
   c->poll.data = c;
   c->srv = s;
   c->reading = 1;
@@ -633,8 +679,9 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   s->conns[c->id] = c;
   s->used++;
   c->state = c->ssl != NULL ? ST_HANDSHAKE : ST_OPEN;
-  c->events = UV_READABLE;
-  uv_poll_start(&c->poll, UV_READABLE, on_poll);
+  /* A client speaks first: its ClientHello goes out from the first writable poll. */
+  c->events = t != NULL && t->client ? UV_READABLE | UV_WRITABLE : UV_READABLE;
+  uv_poll_start(&c->poll, c->events, on_poll);
   napi_create_int32(env, c->id, &out);
   return out;
 }
@@ -775,6 +822,7 @@ static napi_value js_trim(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"ctxNew", NULL, js_ctx_new, NULL, NULL, NULL, napi_default, NULL},
+      {"ctxNewClient", NULL, js_ctx_new_client, NULL, NULL, NULL, napi_default, NULL},
       {"server", NULL, js_server, NULL, NULL, NULL, napi_default, NULL},
       {"attach", NULL, js_attach, NULL, NULL, NULL, napi_default, NULL},
       {"write", NULL, js_write, NULL, NULL, NULL, napi_default, NULL},
@@ -788,7 +836,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_value abi;
-  napi_create_int32(env, 4, &abi);
+  napi_create_int32(env, 5, &abi);
   napi_set_named_property(env, exports, "ABI", abi);
   return exports;
 }

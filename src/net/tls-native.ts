@@ -1,5 +1,5 @@
 /**
- * Server-side TLS on the native addon build/tls_conn.node (native/tls_conn.c; docs/tls-native.md), for the
+ * TLS on the native addon build/tls_conn.node (native/tls_conn.c; docs/tls-native.md), for the
  * derper listener (spec/derp.md §3.3, §16.1; spec/node-performance.md §1 on what TLS costs per record in Node).
  * Adapter layer.
  *
@@ -12,6 +12,9 @@
  * Without a context (`context: null`) the same server carries plain TCP: no handshake, the socket is handed over
  * at once, and reads and writes are plain recv/send with the same buffer reuse and direct paths (the derper's
  * HTTP port; `nativeTcpAvailable()`).
+ *
+ * `connect(raw, NativeTlsClientContext)` runs the client end on a connected socket: the benchmarks' load
+ * generator uses it so that, over TLS, the relay and not the client's own TLS is what a run measures.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -25,6 +28,7 @@ export { NativeTlsSocket, type NativeTlsInfo } from './tls-native-socket.ts';
 declare const brand: unique symbol;
 type Handle<T extends string> = { readonly [brand]: T };
 type CtxHandle = Handle<'ctx'>;
+type ClientCtxHandle = Handle<'clientCtx'>;
 type ServerHandle = Handle<'server'>;
 
 /** Event kinds of onEvent (EV_* in native/tls_conn.c). */
@@ -33,9 +37,10 @@ const Ev = { Secure: 1, Drain: 2, Eof: 3, Error: 4 } as const;
 interface Native {
   ABI: number;
   ctxNew(certPem: string, keyPem: string, sniHost: string): CtxHandle;
+  ctxNewClient(servername: string, verify: boolean): ClientCtxHandle;
   /** onRead(id, n): `readBuffer[0, n)` holds new plaintext of `id`, valid until onRead returns. */
   server(onRead: (id: number, n: number) => void, onEvent: (id: number, kind: number, text: string) => void, readBuffer: Buffer): ServerHandle;
-  attach(s: ServerHandle, ctx: CtxHandle | null, fd: number): number;
+  attach(s: ServerHandle, ctx: CtxHandle | ClientCtxHandle | null, fd: number): number;
   /** Takes data[start, end) now: sends it, or copies what the socket did not take. Returns the bytes pending. */
   write(s: ServerHandle, id: number, data: Uint8Array, start: number, end: number): number;
   readStart(s: ServerHandle, id: number): boolean;
@@ -48,7 +53,7 @@ interface Native {
 }
 
 /** Version of the JS↔C contract this module speaks. */
-const ADDON_ABI = 4;
+const ADDON_ABI = 5;
 /** Bytes of the per-server read buffer the addon decrypts into (TN_READ_CHUNK in native/tls_conn.c). */
 export const TN_READ_CHUNK = 64 * 1024;
 /** Where scripts/build-native.ts puts the addon. */
@@ -114,6 +119,18 @@ export class NativeTlsContext {
   }
 }
 
+/**
+ * The client end: the servername to send as SNI (omitted for an IP literal) and, with `verify`, to check the
+ * server's certificate against (chain to the system's CA store, name or IP match). Without `verify` any
+ * certificate is accepted: for the benchmarks' load generator against a relay with a self-signed certificate.
+ */
+export class NativeTlsClientContext {
+  readonly handle: ClientCtxHandle;
+  constructor(servername: string, verify: boolean) {
+    this.handle = addon().ctxNewClient(servername, verify);
+  }
+}
+
 export interface NativeTlsServerOptions {
   /** null: plain TCP (no TLS; each attached socket is handed to onSecure at once). */
   context: NativeTlsContext | null;
@@ -129,6 +146,8 @@ interface Entry {
   raw: Socket;
   timer: NodeJS.Timeout | null;
   socket: NativeTlsSocket | null;
+  /** Client connections: where this one's outcome goes instead of the server's onSecure/onHandshakeError. */
+  settle: { ok: (s: NativeTlsSocket) => void; fail: (e: WiremeshError) => void } | null;
 }
 
 export class NativeTlsServer {
@@ -160,20 +179,34 @@ export class NativeTlsServer {
 
   /** Starts the handshake on an accepted, paused TCP socket (net.Server with pauseOnConnect). */
   attach(raw: Socket): void {
+    this.#start(raw, this.#context, null);
+  }
+
+  /**
+   * The client end on a connected TCP socket that was paused before it connected (so Node never read from it):
+   * resolves with the socket once the handshake is done (at once with `ctx` null: plain TCP), rejects with a
+   * typed error when it fails or takes longer than handshakeTimeoutMs.
+   */
+  connect(raw: Socket, ctx: NativeTlsClientContext | null): Promise<NativeTlsSocket> {
+    return new Promise((ok, fail) => this.#start(raw, ctx, { ok, fail }));
+  }
+
+  #start(raw: Socket, ctx: NativeTlsContext | NativeTlsClientContext | null, settle: Entry['settle']): void {
     const fd = (raw as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (raw.destroyed || typeof fd !== 'number' || fd < 0) {
       raw.destroy();
+      settle?.fail(new WiremeshError('tls_socket_error', 'socket closed before the handshake'));
       return;
     }
     let id: number;
-    const ctx = this.#context;
     try {
       id = this.#native.attach(this.#handle, ctx === null ? null : ctx.handle, fd);
-    } catch {
+    } catch (e) {
       raw.destroy();
+      settle?.fail(new WiremeshError('tls_native_attach', String((e as Error).message ?? e), { cause: e }));
       return;
     }
-    const e: Entry = { raw, timer: null, socket: null };
+    const e: Entry = { raw, timer: null, socket: null, settle };
     if (ctx !== null) e.timer = setTimeout(() => this.#fail(id, new WiremeshError('tls_handshake_timeout', 'tls handshake timed out'), raw), this.#opts.handshakeTimeoutMs);
     this.#conns.set(id, e);
     // Ids are reused once released: these late events only act while `id` still names this socket.
@@ -181,8 +214,13 @@ export class NativeTlsServer {
     raw.on('close', () => this.release(id, raw));
     if (ctx === null) {
       e.socket = new NativeTlsSocket(this, id, raw, { protocol: '', servername: '', alpn: '' }, false);
-      this.#opts.onSecure(e.socket);
+      this.#secure(e, e.socket);
     }
+  }
+
+  #secure(e: Entry, socket: NativeTlsSocket): void {
+    if (e.settle !== null) e.settle.ok(socket);
+    else this.#opts.onSecure(socket);
   }
 
   /** Frees OpenSSL record buffers of connections idle since the previous call. */
@@ -234,7 +272,8 @@ export class NativeTlsServer {
       return;
     }
     this.release(id);
-    this.#opts.onHandshakeError?.(err, e.raw);
+    if (e.settle !== null) e.settle.fail(err);
+    else this.#opts.onHandshakeError?.(err, e.raw);
   }
 
   readonly #onRead = (id: number, n: number): void => {
@@ -250,7 +289,7 @@ export class NativeTlsServer {
         e.timer = null;
         const [protocol = '', servername = '', alpn = ''] = this.#native.info(this.#handle, id);
         e.socket = new NativeTlsSocket(this, id, e.raw, { protocol, servername, alpn }, true);
-        this.#opts.onSecure(e.socket);
+        this.#secure(e, e.socket);
         break;
       }
       case Ev.Drain:
