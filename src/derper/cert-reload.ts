@@ -15,6 +15,7 @@ import type { SecureContextOptions } from 'node:tls';
 import { WiremeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Clock, Timer } from '../time/clock.ts';
+import { TLS_CIPHERS } from './constants.ts';
 import { CERT_RELOAD_DEBOUNCE_MS, CERT_RELOAD_POLL_MS } from './ops-constants.ts';
 import { certFileStem } from './tls.ts';
 
@@ -31,7 +32,7 @@ export interface LoadedCert extends CertPair {
 /** The secure-context part of the listener options for a cert pair with the meta cert appended (§3.3). */
 export function secureContextOptions(cert: CertPair, metaCertPem: string | null): SecureContextOptions {
   const chain = cert.chainPem.endsWith('\n') ? cert.chainPem : cert.chainPem + '\n';
-  return { cert: chain + (metaCertPem ?? ''), key: cert.keyPem, minVersion: 'TLSv1.2' };
+  return { cert: chain + (metaCertPem ?? ''), key: cert.keyPem, minVersion: 'TLSv1.2', ciphers: TLS_CIPHERS, honorCipherOrder: true };
 }
 
 /** Parses and checks a pair: the leaf is valid for `hostname` (DNS or IP) and matches the key. Throws WiremeshError. */

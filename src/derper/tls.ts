@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { WiremeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { TLS_HANDSHAKE_TIMEOUT_MS } from './constants.ts';
+import { TLS_CIPHERS, TLS_HANDSHAKE_TIMEOUT_MS } from './constants.ts';
 import { writeFileAtomic } from './keyfile.ts';
 import { certNamePin, generateIpCert } from './x509.ts';
 
@@ -107,6 +107,8 @@ export function tlsServerOptions(cert: { chainPem: string; keyPem: string }, met
     cert: withNewline(cert.chainPem) + (metaCertPem ?? ''),
     key: cert.keyPem,
     minVersion: 'TLSv1.2',
+    ciphers: TLS_CIPHERS,
+    honorCipherOrder: true,
   };
   return {
     ...ctx,

@@ -175,6 +175,9 @@ for (const tlsEngine of ['native', 'node'] as const) {
     const s = tls.connect({ port: d.httpPort, host: '127.0.0.1', servername: 'anything.example', ca: (await import('node:fs')).readFileSync(path.join(dir, '127.0.0.1.crt')), checkServerIdentity: () => undefined, ALPNProtocols: ['http/1.1'] });
     await new Promise<void>((resolve, reject) => s.once('secureConnect', resolve).once('error', reject));
     assert.equal(s.getProtocol(), 'TLSv1.3');
+    // Node's client offers AES-256-GCM first; the server's order (Go's) picks AES-128-GCM.
+    assert.equal(tls.DEFAULT_CIPHERS.split(':')[0], 'TLS_AES_256_GCM_SHA384');
+    assert.equal(s.getCipher().name, 'TLS_AES_128_GCM_SHA256');
     assert.equal(s.alpnProtocol, 'http/1.1');
     assert.equal(s.getPeerX509Certificate()?.subject, 'CN=127.0.0.1');
     // Fast start over TLS: no HTTP response, the first bytes are the ServerKey frame.
@@ -190,6 +193,7 @@ for (const tlsEngine of ['native', 'node'] as const) {
     const s12 = tls.connect({ socket: tappedSocket(d.httpPort, recorded), servername: '127.0.0.1', rejectUnauthorized: false, maxVersion: 'TLSv1.2' });
     await new Promise<void>((resolve, reject) => s12.once('secureConnect', resolve).once('error', reject));
     assert.equal(s12.getProtocol(), 'TLSv1.2');
+    assert.match(s12.getCipher().name, /^ECDHE-(RSA|ECDSA)-AES128-GCM-SHA256$/);
     s12.destroy();
     const chain = certificatesFromTls12(Buffer.concat(recorded)).map((b) => new X509Certificate(b));
     assert.equal(chain.length, 2);
