@@ -94,6 +94,7 @@ export class BenchConn {
   onFrame: FrameSink = () => {};
   /** Runs after each received chunk has been fed through onFrame. */
   onData: () => void = () => {};
+  #busy = false;
   #hdr = Buffer.alloc(FRAME_HEADER_LEN);
   #hdrHave = 0;
   #skip = 0;
@@ -106,8 +107,27 @@ export class BenchConn {
       this.onData();
     };
     sock.on('data', (d: Buffer) => read(d, d.length));
+    sock.on('drain', () => (this.#busy = false)); // registered first: the caller's 'drain' handlers see it cleared
     // The addon's reused read buffer goes straight to the parser (valid only during the call, which is enough).
     if (sock instanceof NativeTlsSocket) sock.setDirectReader(read);
+  }
+
+  /** True from a send() that returned false until 'drain'. */
+  get busy(): boolean {
+    return this.#busy;
+  }
+
+  /**
+   * Sends `buf[start, end)`; false when the caller must wait for 'drain' before sending more. On the addon the
+   * bytes are taken at once (whatever the kernel does not take is copied), so `buf` may be rewritten right
+   * after; on Node's stack they are copied unless `stable` says `buf` never changes.
+   */
+  send(buf: Buffer, start: number, end: number, stable = false): boolean {
+    const s = this.sock;
+    const direct = s instanceof NativeTlsSocket ? s.writeDirect(buf, start, end) : null;
+    const ok = direct !== null ? direct === 0 : s.write(stable ? buf.subarray(start, end) : Buffer.from(buf.subarray(start, end)));
+    if (!ok) this.#busy = true;
+    return ok;
   }
 
   /** Header-only incremental parse of `chunk[0, n)`. */

@@ -92,7 +92,7 @@ async function throughput(): Promise<void> {
       if (!running) return;
       for (let k = 0; k < MAX_WRITES_PER_TURN; k++) {
         txFrames += perBlock;
-        if (!c.sock.write(block)) {
+        if (!c.send(block, 0, block.length, true)) {
           c.sock.once('drain', pump);
           return;
         }
@@ -147,12 +147,12 @@ async function windowed(): Promise<void> {
   const refill = (i: number): void => {
     const c = conns[i]!;
     const k = w - (sent[i]! - maxSeen[i ^ 1]!);
-    if (!running || k < minBatch || c.sock.writableNeedDrain) return;
-    const buf = Buffer.allocUnsafe(k * frameLen);
-    tmpl[i]!.copy(buf, 0, 0, k * frameLen);
+    if (!running || k < minBatch || c.busy) return;
+    // The sender's own template: numbered in place and sent at once (send() takes or copies the bytes).
+    const buf = tmpl[i]!;
     for (let j = 0; j < k; j++) buf.writeUInt32BE(++sent[i]!, j * frameLen + seqAt);
     txFrames += k;
-    c.sock.write(buf);
+    c.send(buf, 0, k * frameLen);
   };
   conns.forEach((c, j) => {
     c.onFrame = (type, len, body, off) => {
@@ -220,9 +220,9 @@ async function latency(): Promise<void> {
     bg.forEach((c, j) => {
       const block = blocks[j]!;
       const due = Math.min(Math.floor(perConnPerMs * el) - bgSent[j]!, block.length / frameLen);
-      if (due <= 0 || c.sock.writableNeedDrain) return;
+      if (due <= 0 || c.busy) return;
       bgSent[j] = bgSent[j]! + due;
-      c.sock.write(block.subarray(0, due * frameLen));
+      c.send(block, 0, due * frameLen, true);
     });
   }, 1);
   // Probe pair: A sends a numbered probe, B echoes the number back, A measures; a probe the relay dropped is
@@ -244,13 +244,13 @@ async function latency(): Promise<void> {
     if (type !== FrameType.RecvPacket) return;
     const echo = Buffer.from(toA);
     echo.writeUInt32BE(seqOf(body, off) >>> 0, seqAt);
-    B.sock.write(echo);
+    B.send(echo, 0, echo.length, true);
   };
   const ping = (): void => {
     const probe = Buffer.from(toB);
     probe.writeUInt32BE(++seq, seqAt);
     sentAt = performance.now();
-    A.sock.write(probe);
+    A.send(probe, 0, probe.length, true);
   };
   A.onFrame = (type, _len, body, off) => {
     if (type !== FrameType.RecvPacket || seqOf(body, off) !== seq) return;
