@@ -82,10 +82,14 @@ async function loadgen(s: Running, mode: string, extra: string[]): Promise<Recor
   return { ...r, stealPct: t1 > t0 ? (100 * (s1 - s0)) / (t1 - t0) : 0 };
 }
 
-/** Every configuration × run, both servers, order flipped on odd runs. */
+/**
+ * Every configuration × run, both servers, order flipped on odd runs. Runs are the outer loop: run k of every
+ * configuration comes before run k+1 of any, so a slow or fast minute of the VM lands on all pair counts alike
+ * and the 20 → 100 pairs comparison is not a comparison of two different minutes.
+ */
 async function sweep(servers: Record<ServerName, Running>, tls: boolean, test: string, configs: { size: number; pairs: number; args: string[] }[]): Promise<void> {
-  for (const c of configs) {
-    for (let run = 0; run < runs; run++) {
+  for (let run = 0; run < runs; run++) {
+    for (const c of configs) {
       const order = run % 2 === 0 ? SERVERS : [...SERVERS].reverse();
       for (const name of order) {
         const mode = test === 'greedy' ? 'throughput' : test;
