@@ -62,7 +62,8 @@ const [port, debugPort] = await new Promise<[number, number]>((resolve, reject) 
   child.once('exit', (code) => reject(new Error(`derper exited ${code}: ${serverLog}`)));
 });
 const url = `${useTls ? 'https' : 'http'}://127.0.0.1:${port}/derp`;
-const tls = useTls ? { tls: { ca: readFileSync(path.join(dir, '127.0.0.1.crt'), 'utf8'), servername: '127.0.0.1' } } : {};
+// No servername: an IP gets no SNI (RFC 6066 §3); the certificate is checked against the host.
+const tls = useTls ? { tls: { ca: readFileSync(path.join(dir, '127.0.0.1.crt'), 'utf8') } } : {};
 const pid = child.pid!;
 
 function procStatus(): { rssKiB: number; fds: number } {
