@@ -68,8 +68,7 @@ export class ClientConn implements FrameSink {
   readonly #outbox: Outbox;
   #state: State = 'handshake';
   #dirty = false;
-  /** Flush after each read (native TLS streams) instead of once per event-loop turn. */
-  #flushAfterRead = false;
+  #flushAfterRead = false; // after each read (addon streams) instead of once per event-loop turn
   #connectedAt = 0;
   #notHere: TokenBucket | null = null;
   #handshakeTimer: Timer | null = null;
@@ -193,10 +192,10 @@ export class ClientConn implements FrameSink {
     return verdict;
   }
 
-  onFrame(type: number, buf: Buffer, start: number, end: number, transient: boolean): boolean {
+  onFrame(type: number, buf: Buffer, start: number, end: number, transient: boolean, inPlace: boolean): boolean {
     const core = this.#core;
     if (type === FrameType.SendPacket) {
-      core.routeSend(this, buf, start, end, transient);
+      core.routeSend(this, buf, start, end, transient, inPlace);
       return this.#state === 'live' && !this.#budget.inDebt;
     }
     // Everything else is rare: a payload of its own (a copy when `buf` is reused), so the cases below may keep it.
@@ -302,18 +301,19 @@ export class ClientConn implements FrameSink {
 
   /**
    * Queues a RecvPacket whose payload is `buf[off, end)`; on a full queue drops the oldest (queue_head), up to
-   * ENQUEUE_ATTEMPTS times. `transient`: `buf` is reused after this returns (a queued payload is copied).
+   * ENQUEUE_ATTEMPTS times. `transient`: `buf` is reused after this returns (a queued payload is copied);
+   * `inPlace`: `buf` holds its whole SendPacket frame, which may become the RecvPacket there (reader.ts).
    */
-  enqueuePacket(src: Uint8Array, srcId: string, buf: Uint8Array, off: number, end: number, disco: boolean, transient: boolean): void {
+  enqueuePacket(src: Uint8Array, srcId: string, buf: Uint8Array, off: number, end: number, disco: boolean, transient: boolean, inPlace = false): void {
     const counters = this.#core.counters;
     if (this.#state !== 'live') {
       counters.drop(DropReason.GoneDisconnected, disco, end - off);
       return;
     }
-    // A destination that keeps up gets the packet copied straight into its batch (flushed once per turn); the
-    // queues (and head drops, like Go) are for a destination whose writer pushes back.
+    // A destination that keeps up gets the packet straight into its batch (copied, or the frame rewritten in place);
+    // the queues (and head drops, like Go) are for a destination whose writer pushes back.
     if (!this.#writer.blocked && this.#outbox.queuedPackets === 0) {
-      this.#outbox.write(this.#writer, src, srcId, buf, off, end, 0, this.#noteHeard);
+      this.#outbox.write(this.#writer, src, srcId, buf, off, end, 0, this.#noteHeard, inPlace);
       this.#markDirty();
       return;
     }

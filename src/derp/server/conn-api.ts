@@ -36,8 +36,11 @@ export interface ServerCore {
   register(c: ClientConn): void;
   unregister(c: ClientConn): void;
   noteHeard(srcId: string, c: ClientConn): void;
-  /** Routes the SendPacket payload `buf[start, end)`: dst key(32) ∥ packet (`transient`: `buf` is reused after). */
-  routeSend(from: ClientConn, buf: Buffer, start: number, end: number, transient: boolean): void;
+  /**
+   * Routes the SendPacket payload `buf[start, end)`: dst key(32) ∥ packet (`transient`: `buf` is reused after;
+   * `inPlace`: the frame's header precedes it in `buf` and the frame may be rewritten there, reader.ts).
+   */
+  routeSend(from: ClientConn, buf: Buffer, start: number, end: number, transient: boolean, inPlace: boolean): void;
   routeForward(from: ClientConn, src: Uint8Array, dst: Uint8Array, packet: Uint8Array): void;
   addWatcher(c: ClientConn): void;
   closePeer(from: ClientConn, target: Uint8Array): void;

@@ -207,7 +207,7 @@ export class Core implements ServerCore {
    * Routes the SendPacket payload `buf[start, end)` (destination key, then the packet). No view of it is made on
    * the direct path; `transient`: `buf` is reused after this returns, so whatever is kept is copied.
    */
-  routeSend(from: ClientConn, buf: Buffer, start: number, end: number, transient: boolean): void {
+  routeSend(from: ClientConn, buf: Buffer, start: number, end: number, transient: boolean, inPlace: boolean): void {
     const counters = this.counters;
     const pstart = start + KEY_LEN;
     const len = end - pstart;
@@ -228,7 +228,7 @@ export class Core implements ServerCore {
     }
     if (set !== undefined) {
       const to = set.active;
-      if (to !== undefined) to.enqueuePacket(from.key, from.keyId, buf, pstart, end, disco, transient);
+      if (to !== undefined) to.enqueuePacket(from.key, from.keyId, buf, pstart, end, disco, transient, inPlace);
       else counters.drop(DropReason.DupClient, disco, len);
       return;
     }

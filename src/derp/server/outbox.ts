@@ -5,7 +5,7 @@
  * No I/O or timers of its own; the ClientConn (client-conn.ts) decides when to drain.
  */
 import {
-  FrameType, KEY_LEN, PING_LEN, PeerGoneReason, type PeerGoneReasonValue,
+  FRAME_HEADER_LEN, FrameType, KEY_LEN, PING_LEN, PeerGoneReason, type PeerGoneReasonValue,
 } from '../constants.ts';
 import { COPY_WHEN_BACKLOG_AT_LEAST, ENQUEUE_ATTEMPTS, MAX_PENDING_PEER_GONE } from './constants.ts';
 import { DropReason, type Counters } from './metrics.ts';
@@ -129,14 +129,34 @@ export class Outbox {
   /**
    * Copies one RecvPacket straight into the writer's batch, bypassing the queues: for a destination whose writer
    * is not blocked and whose queues are empty, so order and priority are the same as queueing it. The payload is
-   * `data[from, end)` (copied without making a view).
+   * `data[from, end)` (copied without making a view). `inPlace` (reader.ts): `data` holds the whole SendPacket
+   * frame, kept until the flush; a direct writer then takes the frame rewritten in place instead of a copy.
    */
-  write(w: BatchWriter, src: Uint8Array, srcId: string, data: Uint8Array, from: number, end: number, hint: number, noteHeard: (srcId: string) => void): void {
+  write(w: BatchWriter, src: Uint8Array, srcId: string, data: Uint8Array, from: number, end: number, hint: number, noteHeard: (srcId: string) => void, inPlace = false): void {
+    if (inPlace && w.direct) {
+      this.#writeInPlace(w, src, srcId, data as Buffer, from - KEY_LEN - FRAME_HEADER_LEN, end, noteHeard);
+      return;
+    }
     const len = end - from;
     const off = w.reserve(FrameType.RecvPacket, KEY_LEN + len, hint);
     const buf = w.buffer;
     buf.set(src, off);
     copyBytesInto(data, from, end, buf, off + KEY_LEN);
+    this.#sent(len, srcId, noteHeard);
+  }
+
+  /**
+   * The SendPacket frame `buf[frame, end)` becomes the RecvPacket in place (same length: the type byte changes and
+   * the source key replaces the destination key) and joins the writer's batch by reference: no copy in JavaScript.
+   */
+  #writeInPlace(w: BatchWriter, src: Uint8Array, srcId: string, buf: Buffer, frame: number, end: number, noteHeard: (srcId: string) => void): void {
+    buf[frame] = FrameType.RecvPacket;
+    buf.set(src, frame + FRAME_HEADER_LEN);
+    w.appendInPlace(buf, frame, end);
+    this.#sent(end - frame - FRAME_HEADER_LEN - KEY_LEN, srcId, noteHeard);
+  }
+
+  #sent(len: number, srcId: string, noteHeard: (srcId: string) => void): void {
     this.#counters.packetsSent++;
     this.#counters.bytesSent += len;
     if (srcId !== this.#lastHeard) {

@@ -19,9 +19,11 @@ export interface FrameSink {
   onHeader(type: number, length: number): HeaderVerdict;
   /**
    * A complete frame that was asked for, its payload `buf[start, end)`; `transient`: `buf` is reused after this
-   * call returns (copy what is kept). Return false to stop processing (paused or closed).
+   * call returns (copy what is kept). `inPlace`: `buf` is that transient buffer and the frame's header lies right
+   * before the payload in it (`buf[start - FRAME_HEADER_LEN, start)`), so the whole frame may be rewritten there;
+   * the caller of push() keeps the buffer until its read is flushed. Return false to stop processing.
    */
-  onFrame(type: number, buf: Buffer, start: number, end: number, transient: boolean): boolean;
+  onFrame(type: number, buf: Buffer, start: number, end: number, transient: boolean, inPlace: boolean): boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -73,6 +75,9 @@ export class StreamFrameReader {
   /** Feeds complete frames to the sink until it stops, or more bytes are needed. */
   process(sink: FrameSink): void {
     const q = this.#q;
+    // Where this iteration read its header in place (chunk, offset), to tell the sink the frame is contiguous.
+    let hdrChunk: Buffer | null = null;
+    let hdrAt = -1;
     for (;;) {
       if (this.#skip > 0) {
         const n = Math.min(this.#skip, q.length);
@@ -91,7 +96,10 @@ export class StreamFrameReader {
           type = c[o]!;
           len = c.readUInt32BE(o + 1);
           q.discard(FRAME_HEADER_LEN);
+          hdrChunk = c;
+          hdrAt = o;
         } else {
+          hdrChunk = null;
           const h = q.take(FRAME_HEADER_LEN);
           type = h[0]!;
           len = h.readUInt32BE(1);
@@ -109,13 +117,15 @@ export class StreamFrameReader {
       this.#type = -1;
       this.#len = -1;
       let go: boolean;
-      if (len === 0) go = sink.onFrame(type, EMPTY, 0, 0, false);
+      if (len === 0) go = sink.onFrame(type, EMPTY, 0, 0, false, false);
       else if (q.headAvailable >= len) {
         const c = q.headChunk;
         const o = q.headOffset;
         q.discard(len);
-        go = sink.onFrame(type, c, o, o + len, this.#transient !== null && c.buffer === this.#transient.buffer);
-      } else go = sink.onFrame(type, q.take(len), 0, len, false);
+        const transient = this.#transient !== null && c.buffer === this.#transient.buffer;
+        go = sink.onFrame(type, c, o, o + len, transient, transient && c === hdrChunk && o === hdrAt + FRAME_HEADER_LEN);
+      } else go = sink.onFrame(type, q.take(len), 0, len, false, false);
+      hdrChunk = null;
       if (!go) return;
     }
   }

@@ -32,6 +32,8 @@ export class BatchWriter {
   #limit = 0;
   /** #buf is a region of #arena (released at flush). */
   #inArena = false;
+  /** The batch is frames in a read buffer the writer does not own (appendInPlace): never written into. */
+  #borrowed = false;
   /** Bytes in the previous batch: sizes the next one when the caller has no better hint. */
   #lastBatch = 0;
   #blocked = false;
@@ -68,6 +70,11 @@ export class BatchWriter {
     return this.#blocked;
   }
 
+  /** True when batches go to the stream by writeDirect (the native addon), which takes the bytes at once. */
+  get direct(): boolean {
+    return this.#direct !== null;
+  }
+
   /** The current batch buffer (valid after reserve()). */
   get buffer(): Buffer {
     return this.#buf!;
@@ -80,7 +87,7 @@ export class BatchWriter {
    */
   reserve(type: number, payloadLen: number, hint: number): number {
     const total = FRAME_HEADER_LEN + payloadLen;
-    if (this.#buf !== null && this.#pos + total > this.#limit) this.flush();
+    if (this.#buf !== null && (this.#borrowed || this.#pos + total > this.#limit)) this.flush();
     if (this.#buf === null) {
       const want = hint > 0 ? hint : Math.max(WRITE_BATCH_MIN_BYTES, 2 * this.#lastBatch);
       const size = Math.max(total, Math.min(want, WRITE_BATCH_BYTES));
@@ -94,6 +101,23 @@ export class BatchWriter {
     const off = this.#pos + FRAME_HEADER_LEN;
     this.#pos += total;
     return off;
+  }
+
+  /**
+   * Adds the finished frames `buf[start, end)` by reference: `buf` is a read buffer that stays untouched until
+   * this writer is flushed (the end of the read). Frames that follow on from the previous ones in the same buffer
+   * join them, so one run of a sender's packets goes out as one write. For direct writers only.
+   */
+  appendInPlace(buf: Buffer, start: number, end: number): void {
+    if (this.#buf === buf && this.#borrowed && this.#pos === start) {
+      this.#pos = end;
+      return;
+    }
+    if (this.#buf !== null) this.flush();
+    this.#buf = buf;
+    this.#borrowed = true;
+    this.#start = start;
+    this.#pos = this.#limit = end;
   }
 
   /** Appends a whole frame from parts. */
@@ -115,6 +139,7 @@ export class BatchWriter {
     if (this.#closed) {
       this.#releaseRegion();
       this.#buf = null;
+      this.#borrowed = false;
       return;
     }
     const start = this.#start;
@@ -124,9 +149,10 @@ export class BatchWriter {
     if (this.#pending === 0) this.#lastProgress = this.#clock.now();
     // Native TLS: hand the batch straight to the addon when nothing is queued before it (stream-fast.ts).
     const left = this.#direct?.writeDirect(buf, start, end) ?? null;
-    // write() keeps its chunk: a copy of an arena region, else the batch itself.
-    const chunk = left !== null ? null : this.#inArena ? Buffer.from(buf.subarray(start, end))
+    // write() keeps its chunk: a copy of an arena region or a borrowed read buffer, else the batch itself.
+    const chunk = left !== null ? null : this.#inArena || this.#borrowed ? Buffer.from(buf.subarray(start, end))
       : start === 0 && end === buf.length ? buf : buf.subarray(start, end);
+    this.#borrowed = false;
     this.#releaseRegion();
     if (left !== null && left <= 0) return; // all in the kernel (or closed: the stream's 'close' ends us)
     this.#pending++;
@@ -141,6 +167,7 @@ export class BatchWriter {
     this.#closed = true;
     if (this.#buf !== null) this.#releaseRegion();
     this.#buf = null;
+    this.#borrowed = false;
     this.#timer?.cancel();
     this.#timer = null;
   }
