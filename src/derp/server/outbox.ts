@@ -10,6 +10,7 @@ import {
 import { COPY_WHEN_BACKLOG_AT_LEAST, ENQUEUE_ATTEMPTS, MAX_PENDING_PEER_GONE } from './constants.ts';
 import { DropReason, type Counters } from './metrics.ts';
 import { PacketQueue } from './queue.ts';
+import { writeKey } from './route-cache.ts';
 import type { BatchWriter } from './writer.ts';
 
 const bufferCopy = Buffer.prototype.copy;
@@ -151,7 +152,7 @@ export class Outbox {
    */
   #writeInPlace(w: BatchWriter, src: Uint8Array, srcId: string, buf: Buffer, frame: number, end: number, noteHeard: (srcId: string) => void): void {
     buf[frame] = FrameType.RecvPacket;
-    buf.set(src, frame + FRAME_HEADER_LEN);
+    writeKey(buf, frame + FRAME_HEADER_LEN, src);
     w.appendInPlace(buf, frame, end);
     this.#sent(end - frame - FRAME_HEADER_LEN - KEY_LEN, srcId, noteHeard);
   }
