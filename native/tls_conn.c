@@ -48,6 +48,11 @@
 #define TN_READ_CHUNK (64 * 1024)
 /* onRead calls per readable event before yielding to the loop, so one busy peer cannot starve the others. */
 #define TN_MAX_READ_ROUNDS 4
+/* OpenSSL's record read buffer (read-ahead fills it from the socket): one recv takes a whole burst (a sender's window
+ * of frames spans several 16 KiB records) instead of one record per readable event. With SSL_MODE_RELEASE_BUFFERS
+ * it is taken from malloc when a read starts and given back when everything in it is decrypted, so connections
+ * share a few warm buffers instead of each keeping its own. */
+#define TN_TLS_READ_BUFFER (64 * 1024)
 /* trim() returns freed heap pages to the kernel (malloc_trim) when it freed the buffers of at least this many. */
 #define TN_TRIM_RETURN_MIN 64
 /* The server's cipher order, as Go's crypto/tls picks on a machine with AES instructions: AES-128-GCM first
@@ -472,6 +477,13 @@ static napi_value bad_cert(napi_env env, SSL_CTX *ctx, tn_ctx *t, const char *wh
   return throw_coded(env, "tls_native_bad_cert", text);
 }
 
+/* Both ends: partial writes, read-ahead into a TN_TLS_READ_BUFFER buffer, record buffers released when empty. */
+static void set_buffers(SSL_CTX *ctx) {
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_read_ahead(ctx, 1);
+  SSL_CTX_set_default_read_buffer_len(ctx, TN_TLS_READ_BUFFER);
+}
+
 static napi_value js_ctx_new(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3], out;
@@ -491,9 +503,7 @@ static napi_value js_ctx_new(napi_env env, napi_callback_info info) {
   if (ctx == NULL) return free(cert), free(key), bad_cert(env, NULL, t, "SSL_CTX_new");
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CIPHER_SERVER_PREFERENCE);
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  if (getenv("WIREMESH_TLS_RELEASE_BUFFERS") != NULL) SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  SSL_CTX_set_read_ahead(ctx, 1);
+  set_buffers(ctx);
   /* Go's crypto/tls order on AES hardware (TN_CIPHERSUITES, TN_CIPHERS_TLS12; src/derper/tls.ts mirrors them). */
   if (SSL_CTX_set_ciphersuites(ctx, TN_CIPHERSUITES) != 1 || SSL_CTX_set_cipher_list(ctx, TN_CIPHERS_TLS12) != 1)
     return free(cert), free(key), bad_cert(env, ctx, t, "cipher list");
@@ -548,8 +558,7 @@ static napi_value js_ctx_new_client(napi_env env, napi_callback_info info) {
   if (ctx == NULL) return bad_cert(env, NULL, t, "SSL_CTX_new");
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  SSL_CTX_set_read_ahead(ctx, 1);
+  set_buffers(ctx);
   if (verify && SSL_CTX_set_default_verify_paths(ctx) != 1) return bad_cert(env, ctx, t, "CA store");
   SSL_CTX_set_verify(ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
   t->ctx = ctx;
