@@ -221,8 +221,6 @@ export class ClientConn implements FrameSink {
       case FrameType.ClientInfo:
         if (this.#state === 'handshake') return this.#onClientInfo(payload);
         break;
-      default:
-        break;
     }
     return this.#state === 'live' && !this.#budget.inDebt;
   }
