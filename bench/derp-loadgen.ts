@@ -6,8 +6,11 @@
  *               of SendPacket frames until write() returns false, then wait for 'drain'); delivered RecvPacket
  *               frames are counted over `--seconds` after `--warmup`. Reports kfps, payload Gbit/s, the share of
  *               sent frames that arrived, relay CPU (from /proc/<pid>/stat) and the load generator's own CPU.
+ *   window      closed loop: N pairs, each sender keeps at most `--window` frames in flight (windowed()).
  *   latency     one pair ping-pongs a single packet (A→B, B echoes to A) while `--bg-pairs` other pairs send at a
  *               paced total of `--bg-kfps`; p50/p99/p99.9 of RTT/2 ("added latency" of one relay traversal).
+ *   scale       the drop from `--few` (20) to `--pairs` (100) pairs in one run: all pairs connect, slices of
+ *               `--slice` seconds alternate between the first `--few` sending and all of them (closed loop).
  *   idle        opens `--conns` idle connections (full handshakes) and reads the relay's VmRSS before/after.
  *
  * Usage: node bench/derp-loadgen.ts --mode throughput --host 127.0.0.1 --port P [--tls] --pairs 20 --size 570
@@ -44,6 +47,9 @@ const { values: a } = parseArgs({
     conns: { type: 'string', default: '1000' },
     'src-ips': { type: 'string', default: '1' },
     window: { type: 'string', default: '32' },
+    few: { type: 'string', default: '20' },
+    slice: { type: 'string', default: '0.5' },
+    settle: { type: 'string', default: '0.1' },
     client: { type: 'string' },
   },
 });
@@ -121,16 +127,15 @@ async function throughput(): Promise<void> {
   closeAll(conns);
 }
 
-/**
- * Closed-loop throughput: each sender keeps at most `--window` frames in flight. Every frame carries a u32
- * sequence number; the receiver's highest seen number acknowledges everything before it (a relay that drops
- * from the head of its queue still lets the window advance); a sender that sees no progress for STALL_MS
- * declares its window lost and starts over. Measures the relay's lossless capacity instead of its overload
- * behaviour.
- */
-async function windowed(): Promise<void> {
-  const pairs = Number(a.pairs);
-  const w = Number(a.window);
+/** A closed loop over `pairs` pairs (see windowed()); only the first `active` pairs send. */
+interface ClosedLoop {
+  readonly totals: () => { rxFrames: number; rxBytes: number; txFrames: number; stalls: number };
+  /** Lets the first `n` pairs send (the others stop refilling: their frames in flight still arrive). */
+  setActive(n: number): void;
+  stop(): void;
+}
+
+async function closedLoop(pairs: number, w: number): Promise<ClosedLoop> {
   const conns = await openPairs(pairs);
   const frameLen = frameLenFor(size);
   const seqAt = FRAME_HEADER_LEN + KEY_LEN;
@@ -142,12 +147,12 @@ async function windowed(): Promise<void> {
   let rxBytes = 0;
   let txFrames = 0;
   let stalls = 0;
-  let running = true;
+  let activeConns = 0; // connections (2 per pair) allowed to send
   const minBatch = Math.max(1, w >> 2);
   const refill = (i: number): void => {
     const c = conns[i]!;
     const k = w - (sent[i]! - maxSeen[i ^ 1]!);
-    if (!running || k < minBatch || c.busy) return;
+    if (i >= activeConns || k < minBatch || c.busy) return;
     // The sender's own template: numbered in place and sent at once (send() takes or copies the bytes).
     const buf = tmpl[i]!;
     for (let j = 0; j < k; j++) buf.writeUInt32BE(++sent[i]!, j * frameLen + seqAt);
@@ -168,7 +173,7 @@ async function windowed(): Promise<void> {
     c.sock.on('drain', () => refill(j));
   });
   const stallTimer = setInterval(() => {
-    conns.forEach((_, i) => {
+    for (let i = 0; i < activeConns; i++) {
       const r = i ^ 1;
       if (maxSeen[r] === lastSeen[r] && sent[i]! > maxSeen[r]!) {
         maxSeen[r] = sent[i]!;
@@ -176,30 +181,119 @@ async function windowed(): Promise<void> {
         refill(i);
       }
       lastSeen[r] = maxSeen[r]!;
-    });
+    }
   }, STALL_MS);
-  conns.forEach((_, i) => refill(i));
+  return {
+    totals: () => ({ rxFrames, rxBytes, txFrames, stalls }),
+    setActive(n: number): void {
+      const before = activeConns;
+      activeConns = 2 * Math.min(n, pairs);
+      for (let i = before; i < activeConns; i++) {
+        lastSeen[i ^ 1] = maxSeen[i ^ 1]!;
+        refill(i);
+      }
+    },
+    stop(): void {
+      activeConns = 0;
+      clearInterval(stallTimer);
+      closeAll(conns);
+    },
+  };
+}
+
+/**
+ * Closed-loop throughput: each sender keeps at most `--window` frames in flight. Every frame carries a u32
+ * sequence number; the receiver's highest seen number acknowledges everything before it (a relay that drops
+ * from the head of its queue still lets the window advance); a sender that sees no progress for STALL_MS
+ * declares its window lost and starts over. Measures the relay's lossless capacity instead of its overload
+ * behaviour.
+ */
+async function windowed(): Promise<void> {
+  const pairs = Number(a.pairs);
+  const w = Number(a.window);
+  const loop = await closedLoop(pairs, w);
+  loop.setActive(pairs);
   await sleep(warmupMs);
-  const s0 = { t: performance.now(), rxFrames, rxBytes, txFrames, stalls, relay: cpuSeconds(relayPid), self: process.cpuUsage() };
+  const t0 = loop.totals();
+  const s0 = { t: performance.now(), relay: cpuSeconds(relayPid), self: process.cpuUsage() };
   await sleep(windowMs);
   const secs = (performance.now() - s0.t) / 1000;
-  const f = rxFrames - s0.rxFrames;
-  const sentN = txFrames - s0.txFrames;
+  const t1 = loop.totals();
+  const f = t1.rxFrames - t0.rxFrames;
+  const sentN = t1.txFrames - t0.txFrames;
   const self = process.cpuUsage(s0.self);
-  running = false;
-  clearInterval(stallTimer);
+  const relayCpu = (cpuSeconds(relayPid) - s0.relay) / secs;
+  loop.stop();
   emit({
     pairs,
     size,
     window: w,
     kfps: f / secs / 1000,
-    gbps: ((rxBytes - s0.rxBytes) * 8) / secs / 1e9,
+    gbps: ((t1.rxBytes - t0.rxBytes) * 8) / secs / 1e9,
     delivered: sentN > 0 ? f / sentN : NaN,
-    stallsPerSec: (stalls - s0.stalls) / secs,
-    relayCpu: (cpuSeconds(relayPid) - s0.relay) / secs,
+    stallsPerSec: (t1.stalls - t0.stalls) / secs,
+    relayCpu,
     loadgenCpu: (self.user + self.system) / 1e6 / secs,
   });
-  closeAll(conns);
+}
+
+/**
+ * The 20 → 100 pairs comparison within one run: all `--pairs` (the larger count, e.g. 100) pairs connect once,
+ * then slices of `--slice` seconds alternate between only the first `--few` pairs sending and all of them, the
+ * closed loop of windowed() in both. A slice starts after `--settle` seconds (the previous slice's frames in
+ * flight arrive). The same relay, connections and minutes carry both counts, so a slow stretch of the machine
+ * lands on both alike. Reports kfps and relay CPU summed over the slices of each count, and the drop.
+ */
+async function scale(): Promise<void> {
+  const many = Number(a.pairs);
+  const few = Number(a.few);
+  const w = Number(a.window);
+  const sliceMs = Number(a.slice) * 1000;
+  const settleMs = Number(a.settle) * 1000;
+  const loop = await closedLoop(many, w);
+  loop.setActive(many);
+  await sleep(warmupMs);
+  const sum = new Map<number, { frames: number; secs: number; relay: number; self: number }>([[few, { frames: 0, secs: 0, relay: 0, self: 0 }], [many, { frames: 0, secs: 0, relay: 0, self: 0 }]]);
+  const slices = Math.max(1, Math.round(windowMs / sliceMs / 2));
+  const perSlice: Record<number, number[]> = { [few]: [], [many]: [] };
+  for (let k = 0; k < 2 * slices; k++) {
+    const n = k % 2 === 0 ? few : many;
+    loop.setActive(n);
+    await sleep(settleMs);
+    const f0 = loop.totals().rxFrames;
+    const s0 = { t: performance.now(), relay: cpuSeconds(relayPid), self: process.cpuUsage() };
+    await sleep(sliceMs);
+    const s = sum.get(n)!;
+    const self = process.cpuUsage(s0.self);
+    const frames = loop.totals().rxFrames - f0;
+    const secs = (performance.now() - s0.t) / 1000;
+    perSlice[n]!.push(Math.round(frames / secs / 1000));
+    s.frames += frames;
+    s.secs += secs;
+    s.relay += cpuSeconds(relayPid) - s0.relay;
+    s.self += (self.user + self.system) / 1e6;
+  }
+  loop.stop();
+  const f = sum.get(few)!;
+  const m = sum.get(many)!;
+  const kfps = (x: { frames: number; secs: number }): number => x.frames / x.secs / 1000;
+  emit({
+    pairs: many,
+    few,
+    size,
+    window: w,
+    slices,
+    kfpsFew: kfps(f),
+    kfpsMany: kfps(m),
+    drop: 1 - kfps(m) / kfps(f),
+    relayCpuFew: f.relay / f.secs,
+    relayCpuMany: m.relay / m.secs,
+    effDrop: 1 - (m.frames / m.relay) / (f.frames / f.relay),
+    loadgenCpuFew: f.self / f.secs,
+    loadgenCpuMany: m.self / m.secs,
+    slicesFew: perSlice[few],
+    slicesMany: perSlice[many],
+  });
 }
 
 async function latency(): Promise<void> {
@@ -307,7 +401,7 @@ async function idle(): Promise<void> {
   closeAll(conns);
 }
 
-const modes: Record<string, () => Promise<void>> = { throughput, window: windowed, latency, idle };
+const modes: Record<string, () => Promise<void>> = { throughput, window: windowed, scale, latency, idle };
 const run = modes[a.mode];
 if (run === undefined) throw new Error(`unknown --mode ${a.mode}`);
 await run();

@@ -8,6 +8,10 @@
  *     [--seconds 2] [--warmup 1] [--tests greedy,window,latency,idle] [--window 32] [--idle-conns 10000]
  *     [--idle-runs 1] [--latency-sizes 570] [--bg-pairs 20] [--bg-kfps 50] [--json results.json]
  *     [--wm-node-flags "--cpu-prof"] [--wm-dir /path/to/other/checkout] [--client native|node]
+ *     [--scale-pairs 20,100] [--scale-seconds 8]
+ * Test `scale` measures the drop from 20 to 100 pairs within one load-generator run (derp-loadgen.ts --mode
+ * scale: all 100 pairs connected, 0.5 s slices alternating between 20 and 100 of them sending), so the two counts
+ * share the minutes of a run instead of being two separate runs compared across the machine's drift.
  * `--client`: the load generator's TCP/TLS stack (bench/derp-conn.ts): the native addon by default when built.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -26,7 +30,9 @@ const { values: a } = parseArgs({
     runs: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '2' },
     warmup: { type: 'string', default: '0.5' },
-    tests: { type: 'string', default: 'greedy,window,latency,idle' },
+    tests: { type: 'string', default: 'greedy,window,scale,latency,idle' },
+    'scale-pairs': { type: 'string', default: '20,100' },
+    'scale-seconds': { type: 'string', default: '8' },
     window: { type: 'string', default: '32' },
     'idle-conns': { type: 'string', default: '10000' },
     'idle-runs': { type: 'string', default: '1' },
@@ -74,7 +80,7 @@ function cpuTicks(): [number, number] {
 /** One load-generator run; adds `stealPct`, the machine's steal time during it (a noisy neighbour shows here). */
 async function loadgen(s: Running, mode: string, extra: string[]): Promise<Record<string, number>> {
   const argv = [NODE, 'bench/derp-loadgen.ts', '--mode', mode, '--host', s.host, '--port', String(s.port), '--pid', String(s.pid),
-    '--seconds', a.seconds, '--warmup', a.warmup, '--src-ips', a['src-ips'], ...(s.tls ? ['--tls'] : []),
+    '--seconds', mode === 'scale' ? a['scale-seconds'] : a.seconds, '--warmup', a.warmup, '--src-ips', a['src-ips'], ...(s.tls ? ['--tls'] : []),
     ...(a.client === undefined ? [] : ['--client', a.client]), ...extra];
   const [s0, t0] = cpuTicks();
   const r = await runJson(LOADGEN_CPU, argv);
@@ -113,11 +119,14 @@ async function main(): Promise<void> {
       { size, pairs: 0, args: ['--size', String(size)] },
       { size, pairs: Number(a['bg-pairs']), args: ['--size', String(size), '--bg-pairs', a['bg-pairs'], '--bg-kfps', a['bg-kfps']] },
     ]);
-    if (tests.has('greedy') || tests.has('window') || tests.has('latency')) {
+    const [few, many] = list(a['scale-pairs']) as [number, number];
+    const scaleCfgs = sizes.map((size) => ({ size, pairs: many, args: ['--size', String(size), '--pairs', String(many), '--few', String(few), '--window', a.window] }));
+    if (tests.has('greedy') || tests.has('window') || tests.has('scale') || tests.has('latency')) {
       const servers = { go: await start('go', tls), wiremesh: await start('wiremesh', tls) };
       try {
         if (tests.has('greedy')) await sweep(servers, tls, 'greedy', throughputCfgs);
         if (tests.has('window')) await sweep(servers, tls, 'window', throughputCfgs.map((c) => ({ ...c, args: [...c.args, '--window', a.window] })));
+        if (tests.has('scale')) await sweep(servers, tls, 'scale', scaleCfgs);
         if (tests.has('latency')) await sweep(servers, tls, 'latency', latencyCfgs);
       } finally {
         await servers.go.stop();
@@ -179,6 +188,24 @@ function throughputTable(test: string): string {
   return rows.join('\n');
 }
 
+/** The drop measured within each run (test `scale`): medians over runs, and the range of the per-run drops. */
+function scaleTable(): string {
+  const [few, many] = list(a['scale-pairs']);
+  const rows = [`| transport | size | Go kfps ${few} → ${many} pairs | Go drop (runs' range) | wiremesh kfps ${few} → ${many} pairs | **wiremesh drop** (runs' range) | drop per relay CPU-s Go / wm | relay CPU Go / wm (${few}; ${many}) |`, '|---|---|---|---|---|---|---|---|'];
+  for (const tls of transports) {
+    for (const size of sizes) {
+      const runsOf = (s: ServerName): Record<string, number>[] => results.filter((x) => x.test === 'scale' && x.tls === tls && x.size === size && x.server === s).map((x) => x.r);
+      const m = (s: ServerName, k: string): number => median(runsOf(s).map((r) => r[k]!));
+      const range = (s: ServerName): string => {
+        const d = runsOf(s).map((r) => r.drop!);
+        return d.length === 0 ? '–' : `${pct(Math.min(...d))} … ${pct(Math.max(...d))}`;
+      };
+      rows.push(`| ${tname(tls)} | ${size} B | ${f0(m('go', 'kfpsFew'))} → ${f0(m('go', 'kfpsMany'))} | ${pct(m('go', 'drop'))} (${range('go')}) | ${f0(m('wiremesh', 'kfpsFew'))} → ${f0(m('wiremesh', 'kfpsMany'))} | **${pct(m('wiremesh', 'drop'))}** (${range('wiremesh')}) | ${pct(m('go', 'effDrop'))} / ${pct(m('wiremesh', 'effDrop'))} | ${pct(m('go', 'relayCpuFew'))}; ${pct(m('go', 'relayCpuMany'))} / ${pct(m('wiremesh', 'relayCpuFew'))}; ${pct(m('wiremesh', 'relayCpuMany'))} |`);
+    }
+  }
+  return rows.join('\n');
+}
+
 function latencyTable(): string {
   const rows = ['| transport | size | background | Go p50 / p99 / p99.9 µs | wiremesh p50 / p99 / p99.9 µs | **p99 ratio** | bg kfps Go / wm | steal % (max of the runs) |', '|---|---|---|---|---|---|---|---|'];
   for (const tls of transports) {
@@ -215,6 +242,7 @@ function report(): string {
   const parts = [`Medians of ${runs} runs (idle memory: ${a['idle-runs']}); relay on CPU ${RELAY_CPU}, load generator on CPU ${LOADGEN_CPU} (client stack: ${clientName()}); ${a.seconds} s window after ${a.warmup} s warm-up. Steal time during the runs: mean ${meanSteal.toFixed(1)} %, max ${Math.max(0, ...steals).toFixed(1)} %.`];
   if (tests.has('greedy')) parts.push('### Throughput, greedy senders (write until write() is false, wait for drain)', throughputTable('greedy'));
   if (tests.has('window')) parts.push(`### Throughput, closed loop (${a.window} frames in flight per sender)`, throughputTable('window'));
+  if (tests.has('scale')) parts.push(`### Drop from ${a['scale-pairs'].replace(',', ' to ')} pairs within one run (closed loop, ${a.window} frames in flight; slices of 0.5 s alternate)`, scaleTable());
   if (tests.has('latency')) parts.push('### Added latency (RTT/2 of a 1-packet ping-pong)', latencyTable());
   if (tests.has('idle')) parts.push('### Memory per idle connection (VmRSS delta / conns)', idleTable());
   return parts.join('\n\n');
