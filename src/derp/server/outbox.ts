@@ -28,6 +28,10 @@ export class Outbox {
   #watcherFrames: Buffer[] = [];
   #keepAlive = false;
   #lastHeard = '';
+  /** Packets in the two queues, kept here so that the relay's hot path does not visit the queue objects. */
+  #queued = 0;
+  /** Nothing at all is pending: drain() only flushes the writer (relaying in place: once per read). */
+  #empty = true;
 
   constructor(counters: Counters, queueDepth: number) {
     this.#counters = counters;
@@ -37,7 +41,7 @@ export class Outbox {
 
   /** Packets waiting in the two queues. */
   get queuedPackets(): number {
-    return this.#disco.length + this.#other.length;
+    return this.#queued;
   }
 
   get watcherBacklog(): number {
@@ -47,12 +51,14 @@ export class Outbox {
   /** Asks for a KeepAlive on the next drain. */
   keepAlive(): void {
     this.#keepAlive = true;
+    this.#empty = false;
   }
 
   /** Stores the Ping payload to echo; false (ignored) while a pong is already pending. */
   pong(payload: Uint8Array): boolean {
     if (this.#pong !== null) return false;
     this.#pong = payload.subarray(0, PING_LEN);
+    this.#empty = false;
     return true;
   }
 
@@ -60,12 +66,14 @@ export class Outbox {
   peerGone(key: Uint8Array, reason: PeerGoneReasonValue): boolean {
     if (this.#peerGone.length >= MAX_PENDING_PEER_GONE) return false;
     this.#peerGone.push({ key, reason });
+    this.#empty = false;
     return true;
   }
 
   /** Queues a pre-encoded watcher frame (the caller enforces the backlog limit). */
   watcherFrame(frame: Buffer): void {
     this.#watcherFrames.push(frame);
+    this.#empty = false;
   }
 
   /**
@@ -78,9 +86,15 @@ export class Outbox {
     if (q.length === q.depth) flushNow();
     if (!owned && q.length >= COPY_WHEN_BACKLOG_AT_LEAST) payload = Uint8Array.prototype.slice.call(payload);
     for (let i = 0; i < ENQUEUE_ATTEMPTS; i++) {
-      if (q.push({ src, srcId, payload })) return true;
+      if (q.push({ src, srcId, payload })) {
+        this.#queued++;
+        this.#empty = false;
+        return true;
+      }
       const head = q.shift();
-      if (head !== undefined) this.#counters.drop(DropReason.QueueHead, disco, head.payload.length);
+      if (head === undefined) continue;
+      this.#queued--;
+      this.#counters.drop(DropReason.QueueHead, disco, head.payload.length);
     }
     this.#counters.drop(DropReason.QueueTail, disco, payload.length);
     return false;
@@ -91,6 +105,10 @@ export class Outbox {
    * whenever the source of consecutive packets changes (the §9.4 "heard from" record).
    */
   drain(w: BatchWriter, noteHeard: (srcId: string) => void): void {
+    if (this.#empty) {
+      w.flush();
+      return;
+    }
     const counters = this.#counters;
     const hint = 64 + 64 * (this.#peerGone.length + this.#watcherFrames.length) +
       this.#disco.bytes + this.#other.bytes + 37 * (this.#disco.length + this.#other.length);
@@ -121,9 +139,11 @@ export class Outbox {
     for (;;) {
       const p = this.#disco.shift() ?? this.#other.shift();
       if (p === undefined) break;
+      this.#queued--;
       this.write(w, p.src, p.srcId, p.payload, 0, p.payload.length, hint, noteHeard);
       if (w.blocked) break;
     }
+    this.#empty = this.#queued === 0;
     w.flush();
   }
 
@@ -171,8 +191,10 @@ export class Outbox {
     for (const q of [this.#disco, this.#other]) {
       for (const p of q.clear()) this.#counters.drop(DropReason.GoneDisconnected, q === this.#disco, p.payload.length);
     }
+    this.#queued = 0;
     this.#pong = null;
     this.#peerGone = [];
     this.#watcherFrames = [];
+    this.#empty = true;
   }
 }
