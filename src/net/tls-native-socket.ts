@@ -60,6 +60,15 @@ export class NativeTlsSocket extends Duplex {
     this.#protocol = info.protocol;
   }
 
+  /** The server carrying this connection and its id there: the DERP relay's fast path writes and reads by these. */
+  get rawHost(): NativeTlsServer {
+    return this.#server;
+  }
+
+  get rawId(): number {
+    return this.#id;
+  }
+
   getProtocol(): string {
     return this.#protocol;
   }

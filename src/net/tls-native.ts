@@ -31,6 +31,19 @@ type CtxHandle = Handle<'ctx'>;
 type ClientCtxHandle = Handle<'clientCtx'>;
 type ServerHandle = Handle<'server'>;
 
+/**
+ * Where reads go first when set (the DERP relay's fast path, src/derp/server/fast-relay.ts RawTap): `read` returns
+ * how many bytes of `readBuffer[0, n)` it took, the rest goes to the socket; it hears of writes left pending and of
+ * drained connections.
+ */
+export interface ReadTap {
+  read(id: number, n: number): number;
+  pending(id: number): void;
+  drained(id: number): void;
+  /** `id` is closed (and may be reused by the next connection). */
+  released(id: number): void;
+}
+
 /** Event kinds of onEvent (EV_* in native/tls_conn.c). */
 const Ev = { Secure: 1, Drain: 2, Eof: 3, Error: 4 } as const;
 
@@ -158,6 +171,9 @@ export class NativeTlsServer {
   readonly #sockets: (NativeTlsSocket | undefined)[] = [];
   /** Where the addon puts plaintext for #onRead (reused by every read). */
   readonly #readBuf = Buffer.allocUnsafeSlow(TN_READ_CHUNK);
+  /** What a tap left of a read, for its socket (allocated on first use). */
+  #restBuf: Buffer | null = null;
+  #tap: ReadTap | null = null;
   #context: NativeTlsContext | null;
   readonly #opts: NativeTlsServerOptions;
 
@@ -226,6 +242,22 @@ export class NativeTlsServer {
     else this.#opts.onSecure(socket);
   }
 
+  // ---- for the DERP relay's fast path (src/derp/server/fast-relay.ts RawHost) ----
+
+  get readBuffer(): Buffer {
+    return this.#readBuf;
+  }
+
+  /** Reads go to `tap` first; it also hears of pending and drained writes. */
+  setTap(tap: ReadTap | null): void {
+    this.#tap = tap;
+  }
+
+  /** Writes to connection `id` around its socket (the tap tracks what is pending). */
+  rawWrite(id: number, data: Uint8Array, start: number, end: number): number {
+    return this.#native.write(this.#handle, id, data, start, end);
+  }
+
   /** Frees OpenSSL record buffers of connections idle since the previous call. */
   trim(): number {
     return this.#native.trim(this.#handle);
@@ -243,7 +275,9 @@ export class NativeTlsServer {
   // ---- used by NativeTlsSocket ----
 
   /** @internal */ write(id: number, data: Uint8Array, start: number, end: number): number {
-    return this.#native.write(this.#handle, id, data, start, end);
+    const left = this.#native.write(this.#handle, id, data, start, end);
+    if (left > 0) this.#tap?.pending(id);
+    return left;
   }
   /** @internal */ readStart(id: number): void {
     if (this.#native.readStart(this.#handle, id)) setImmediate(() => this.#native.readNow(this.#handle, id));
@@ -261,6 +295,7 @@ export class NativeTlsServer {
     if (e === undefined || (raw !== undefined && e.raw !== raw)) return;
     this.#conns.delete(id);
     if (e.socket !== null) this.#sockets[id] = undefined;
+    this.#tap?.released(id);
     if (e.timer !== null) clearTimeout(e.timer);
     // Native first: it stops polling the fd before Node closes it.
     this.#native.close(this.#handle, id);
@@ -281,7 +316,13 @@ export class NativeTlsServer {
   }
 
   readonly #onRead = (id: number, n: number): void => {
-    this.#sockets[id]?.deliverRead(this.#readBuf, n);
+    const taken = this.#tap === null ? 0 : this.#tap.read(id, n);
+    if (taken === 0) this.#sockets[id]?.deliverRead(this.#readBuf, n);
+    else if (taken < n) {
+      const rest = (this.#restBuf ??= Buffer.allocUnsafeSlow(TN_READ_CHUNK));
+      this.#readBuf.copy(rest, 0, taken, n);
+      this.#sockets[id]?.deliverRead(rest, n - taken);
+    }
   };
 
   readonly #onEvent = (id: number, kind: number, text: string): void => {
@@ -297,6 +338,7 @@ export class NativeTlsServer {
         break;
       }
       case Ev.Drain:
+        this.#tap?.drained(id);
         e.socket?.drained();
         break;
       case Ev.Eof:

@@ -30,7 +30,8 @@ import { Outbox } from './outbox.ts';
 import { ReceiveBudget, TokenBucket } from './ratelimit.ts';
 import { RouteCache } from './route-cache.ts';
 import { StreamFrameReader, type FrameSink, type HeaderVerdict } from './reader.ts';
-import { directStream } from './stream-fast.ts';
+import type { FastConn, FastPort, FastRelay } from './fast-relay.ts';
+import { directStream, rawEndpoint, type RawEndpoint } from './stream-fast.ts';
 import { BatchWriter } from './writer.ts';
 
 export type { ConnInfo, ReceiveLimit, ServerCore } from './conn-api.ts';
@@ -39,7 +40,7 @@ type State = 'handshake' | 'admitting' | 'live' | 'closed';
 
 const err = (code: string, message: string): WiremeshError => new WiremeshError(code, message);
 
-export class ClientConn implements FrameSink {
+export class ClientConn implements FrameSink, FastConn {
   readonly id: number;
   readonly remoteAddress: string;
   readonly remotePort: number;
@@ -57,6 +58,8 @@ export class ClientConn implements FrameSink {
   readonly route = new RouteCache<KeyConns<ClientConn>>();
   /** Sources this connection has been sent packets from (the §9.4 "heard from" record). */
   readonly heardFrom = new Set<string>();
+  /** This connection's place in the relay's fast path (fast-relay.ts), while it has one. */
+  fastPort: FastPort<ClientConn> | null = null;
   /** Resolves when the underlying stream has closed. */
   readonly closed: Promise<void>;
 
@@ -69,6 +72,7 @@ export class ClientConn implements FrameSink {
   #state: State = 'handshake';
   #dirty = false;
   #flushAfterRead = false; // after each read (addon streams) instead of once per event-loop turn
+  #raw: RawEndpoint | null = null;
   #connectedAt = 0;
   #notHere: TokenBucket | null = null;
   #handshakeTimer: Timer | null = null;
@@ -111,6 +115,7 @@ export class ClientConn implements FrameSink {
     const direct = directStream(s);
     direct?.setDirectReader((buf, length, transient) => this.#onData(buf, transient, length));
     this.#flushAfterRead = direct !== null;
+    this.#raw = direct === null ? null : rawEndpoint(s);
     s.on('end', () => this.close(null, 'eof'));
     s.on('error', (e: Error) => this.close(new WiremeshError('stream_error', e.message, { cause: e })));
     s.on('close', () => this.close(null, 'stream closed'));
@@ -138,6 +143,8 @@ export class ClientConn implements FrameSink {
       this.#core.endRead(outer);
     } else this.#pump();
     if (transient) this.#reader.release();
+    const p = this.fastPort;
+    if (p !== null && p.partial && this.#reader.atFrameStart) p.partial = false;
   }
 
   #pump(): void {
@@ -317,6 +324,7 @@ export class ClientConn implements FrameSink {
     }
     // A burst routed within one read (a 64 KiB chunk holds ~100 small frames) must not overflow a queue whose
     // socket is keeping up: a full queue is written out first. Only a destination that pushes back drops (like Go).
+    if (this.fastPort !== null) this.fastPort.backlog = true; // the fast path must not overtake what waits here
     const payload = transient ? Uint8Array.prototype.slice.call(buf, off, end) : off === 0 && end === buf.length ? buf : buf.subarray(off, end);
     if (this.#outbox.packet(src, srcId, payload, disco, this.#flushIfWritable, transient)) this.#markDirty();
   }
@@ -359,8 +367,32 @@ export class ClientConn implements FrameSink {
   flush(): void {
     this.#dirty = false;
     const w = this.#writer;
-    if (this.#state !== 'live' || w.blocked) return;
-    this.#outbox.drain(w, this.#noteHeard);
+    if (this.#state === 'live' && !w.blocked) this.#outbox.drain(w, this.#noteHeard);
+    const p = this.fastPort;
+    if (p !== null) p.backlog = this.#outbox.queuedPackets > 0 || w.blocked;
+  }
+
+  // ---- the fast path (fast-relay.ts; attached by the core while this is its key's only live connection) ----
+
+  attachFast(fast: FastRelay<ClientConn>): void {
+    const raw = this.#raw;
+    if (raw === null || this.canMesh || this.#state !== 'live' || this.fastPort !== null) return;
+    this.fastPort = fast.attach(this, raw.rawHost, raw.rawId);
+  }
+
+  detachFast(fast: FastRelay<ClientConn>): void {
+    if (this.fastPort === null) return;
+    fast.detach(this.fastPort);
+    this.fastPort = null;
+  }
+
+  fastPending(): void {
+    this.#writer.aroundPending();
+  }
+
+  fastDrained(fastBytes: boolean): void {
+    if (fastBytes) this.#writer.aroundDrained();
+    this.#markDirty();
   }
 
   readonly #noteHeard = (srcId: string): void => {
@@ -388,6 +420,7 @@ export class ClientConn implements FrameSink {
     this.#throttleTimer = null;
     this.#writer.close();
     this.#outbox.clear();
+    this.detachFast(core.fast);
     if (wasLive) core.unregister(this);
     core.forget(this);
     this.#stream.destroy();

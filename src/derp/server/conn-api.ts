@@ -6,6 +6,7 @@
 import type { Clock } from '../../time/clock.ts';
 import type { NodePrivate, NodePublic } from '../../types/key.ts';
 import type { ClientConn } from './client-conn.ts';
+import type { FastRelay } from './fast-relay.ts';
 import type { Counters } from './metrics.ts';
 import type { ReceiveLimitConfig } from './ratelimit.ts';
 import type { BatchArena } from './writer.ts';
@@ -23,6 +24,8 @@ export interface ServerCore {
   readonly publicKey: NodePublic;
   readonly meshKey: Uint8Array | null;
   readonly queueDepth: number;
+  /** The relay's fast path for connections on the native addon (fast-relay.ts). */
+  readonly fast: FastRelay<ClientConn>;
   /** Batch buffers for connections with direct writes (writer.ts). */
   readonly batchArena: BatchArena;
   readonly writeTimeoutMs: number;

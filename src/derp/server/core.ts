@@ -12,6 +12,7 @@ import { encodeFrame, encodePeerPresent, looksLikeDisco } from '../frame.ts';
 import type { ClientConn, ReceiveLimit, ServerCore } from './client-conn.ts';
 import { KeyConns } from './dup.ts';
 import { Counters, DropReason, snapshot, type DerpMetrics } from './metrics.ts';
+import { FastRelay } from './fast-relay.ts';
 import { BatchArena } from './writer.ts';
 
 export interface PacketForwarder {
@@ -52,6 +53,8 @@ export class Core implements ServerCore {
   /** Per-client receive limit (§12), set through DerpServer.setReceiveRateLimit. */
   receiveLimit: ReceiveLimit | null = null;
 
+  /** The relay's fast path for connections on the native addon (fast-relay.ts). */
+  readonly fast: FastRelay<ClientConn> = new FastRelay<ClientConn>(this);
   /** Every accepted connection, handshaking or live. */
   readonly all = new Set<ClientConn>();
   readonly #log: Logger;
@@ -144,6 +147,9 @@ export class Core implements ServerCore {
     }
     set.add(c);
     c.keyConns = set;
+    // A key with duplicates needs the general path's per-frame activity tracking (§10) on all of them.
+    if (set.size === 1) c.attachFast(this.fast);
+    else for (const o of set.conns) o.detachFast(this.fast);
     this.#liveConns++;
     if (c.notIdeal) this.#notIdeal++;
     if (this.#watchers.size > 0) {
@@ -164,7 +170,9 @@ export class Core implements ServerCore {
     c.heardFrom.clear();
     c.keyConns = null;
     const set = this.#clients.get(c.keyId);
-    if (set === undefined || !set.remove(c) || set.size > 0) return;
+    if (set === undefined || !set.remove(c)) return;
+    if (set.size === 1) set.active!.attachFast(this.fast);
+    if (set.size > 0) return;
     this.#clients.delete(c.keyId);
     this.#routeGen++; // every sender's cached destination set may be this one
     if (this.#watchers.size > 0) {

@@ -55,6 +55,8 @@ export interface DerpMetrics {
   packets_dropped: DropCounts;
   bytes_dropped: DropCounts;
   websocket_accepts: number;
+  /** Packets relayed by the fast path for connections on the native addon (ours; fast-relay.ts). */
+  counter_packets_fast_path: number;
 }
 
 function emptyDrops(): DropCounts {
@@ -87,6 +89,7 @@ export class Counters {
   writeTimeouts = 0;
   receiveThrottles = 0;
   websocketAccepts = 0;
+  fastPathPackets = 0;
   readonly closesByCode: Record<string, number> = {};
   readonly packetsDropped: DropCounts = emptyDrops();
   readonly bytesDropped: DropCounts = emptyDrops();
@@ -155,5 +158,6 @@ export function snapshot(c: Counters, g: Gauges): DerpMetrics {
     packets_dropped: copyDrops(c.packetsDropped),
     bytes_dropped: copyDrops(c.bytesDropped),
     websocket_accepts: c.websocketAccepts,
+    counter_packets_fast_path: c.fastPathPackets,
   };
 }

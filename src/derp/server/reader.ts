@@ -43,6 +43,11 @@ export class StreamFrameReader {
     return this.#q.length;
   }
 
+  /** Nothing held and no frame begun: the next byte starts a frame (not true after a header alone, or mid-skip). */
+  get atFrameStart(): boolean {
+    return this.#q.length === 0 && this.#type < 0 && this.#skip === 0;
+  }
+
   /**
    * Queues `chunk[0, length)`; `transient`: the caller reuses `chunk` after process() (call release() before
    * that), and it must be a Buffer.

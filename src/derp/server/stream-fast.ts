@@ -4,6 +4,7 @@
  * and is used through 'data' and write() only.
  */
 import type { Duplex } from 'node:stream';
+import type { RawHost } from './fast-relay.ts';
 
 export interface DirectStream {
   /**
@@ -21,4 +22,15 @@ export interface DirectStream {
 export function directStream(s: Duplex): DirectStream | null {
   const d = s as Duplex & Partial<DirectStream>;
   return typeof d.writeDirect === 'function' && typeof d.setDirectReader === 'function' ? (d as Duplex & DirectStream) : null;
+}
+
+/** A stream whose bytes the relay's fast path (fast-relay.ts) may read and write around it, by host and id. */
+export interface RawEndpoint {
+  readonly rawHost: RawHost;
+  readonly rawId: number;
+}
+
+export function rawEndpoint(s: Duplex): RawEndpoint | null {
+  const d = s as Duplex & Partial<RawEndpoint>;
+  return d.rawHost !== undefined && typeof d.rawId === 'number' ? { rawHost: d.rawHost, rawId: d.rawId } : null;
 }

@@ -104,9 +104,10 @@ export class BatchWriter {
   }
 
   /**
-   * Adds the finished frames `buf[start, end)` by reference: `buf` is a read buffer that stays untouched until
+   * Adds the finished frame `buf[start, end)` by reference: `buf` is a read buffer that stays untouched until
    * this writer is flushed (the end of the read). Frames that follow on from the previous ones in the same buffer
-   * join them, so one run of a sender's packets goes out as one write. For direct writers only.
+   * join them, so one run of a sender's packets goes out as one write. For direct writers only. When flushing the
+   * batch before it blocks the writer, the frame is copied instead (the next flush waits for 'drain').
    */
   appendInPlace(buf: Buffer, start: number, end: number): void {
     if (this.#buf === buf && this.#borrowed && this.#pos === start) {
@@ -114,6 +115,12 @@ export class BatchWriter {
       return;
     }
     if (this.#buf !== null) this.flush();
+    if (this.#blocked) {
+      // That flush blocked the writer: its next flush waits for 'drain', after `buf` is reused. Keep a copy.
+      const off = this.reserve(buf[start]!, end - start - FRAME_HEADER_LEN, 0);
+      buf.copy(this.#buf!, off, start + FRAME_HEADER_LEN, end);
+      return;
+    }
     this.#buf = buf;
     this.#borrowed = true;
     this.#start = start;
@@ -160,6 +167,19 @@ export class BatchWriter {
     if (chunk === null) this.#directPending = true;
     else if (!s.write(chunk, this.#afterWrite) && s.writableLength > WRITE_BUFFER_LIMIT) this.#blocked = true;
     if (this.timeoutMs > 0 && this.#timer === null) this.#timer = this.#clock.setTimeout(this.#check, this.timeoutMs);
+  }
+
+  /** Bytes written to the stream around this writer (the relay's fast path) wait there: the deadline covers them. */
+  aroundPending(): void {
+    if (this.#pending === 0) this.#lastProgress = this.#clock.now();
+    this.#pending++;
+    if (this.timeoutMs > 0 && this.#timer === null) this.#timer = this.#clock.setTimeout(this.#check, this.timeoutMs);
+  }
+
+  /** Those bytes are out. */
+  aroundDrained(): void {
+    this.#pending--;
+    this.#lastProgress = this.#clock.now();
   }
 
   /** Stops timers and drops any unwritten batch. */

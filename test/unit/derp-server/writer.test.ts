@@ -6,6 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
 import { FrameType } from '../../../src/derp/constants.ts';
+import { encodeFrame } from '../../../src/derp/frame.ts';
+import { WRITE_BUFFER_LIMIT } from '../../../src/derp/server/constants.ts';
 import { BatchWriter } from '../../../src/derp/server/writer.ts';
 import { ManualClock } from '../../../src/time/clock.ts';
 
@@ -95,4 +97,28 @@ test('a plain Duplex (no fast path) is written with write() only', () => {
   w.frame(FrameType.KeepAlive, 0);
   w.flush();
   assert.equal(written.length, 1);
+});
+
+test('a frame added in place right after a flush that blocks the writer is kept as a copy, not a reference', () => {
+  /** Holds every write() (the peer does not read). */
+  class Holding extends FakeDirect {
+    readonly held: (() => void)[] = [];
+    override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
+      this.written.push(chunk);
+      this.held.push(cb);
+    }
+  }
+  const s = new Holding();
+  const { w } = writerOn(s);
+  s.answers = [null];
+  w.frame(FrameType.RecvPacket, 0, Buffer.alloc(WRITE_BUFFER_LIMIT + 1000, 1));
+  const readBuf = Buffer.concat([Buffer.alloc(7, 9), encodeFrame(FrameType.RecvPacket, Buffer.alloc(32, 2), Buffer.alloc(600, 3))]);
+  w.appendInPlace(readBuf, 7, readBuf.length);
+  assert.ok(w.blocked, 'the big batch blocked the writer');
+  readBuf.fill(0xee); // the read buffer is reused by the next read
+  for (const cb of s.held.splice(0)) cb();
+  s.emit('drain');
+  w.flush();
+  const last = s.direct.at(-1) ?? s.written.at(-1)!;
+  assert.deepEqual(Buffer.from(last), encodeFrame(FrameType.RecvPacket, Buffer.alloc(32, 2), Buffer.alloc(600, 3)));
 });
