@@ -204,7 +204,7 @@ const SCALE_RELAY_BOUND = 0.95;
  */
 function scaleTable(): string {
   const [few, many] = list(a['scale-pairs']);
-  const rows = [`| transport | size | Go kfps ${few} → ${many} pairs | Go drop (range) | wiremesh kfps ${few} → ${many} pairs | **wiremesh drop** (range) | drop per relay CPU-s Go / wm | relay-bound runs Go / wm |`, '|---|---|---|---|---|---|---|---|'];
+  const rows = [`| transport | size | Go kfps ${few} → ${many} pairs | Go drop (range) | wiremesh kfps ${few} → ${many} pairs | **wiremesh drop** (range) | drop per relay CPU-s Go / wm | relay CPU µs per frame ${few} → ${many}, Go / wm | relay-bound runs Go / wm |`, '|---|---|---|---|---|---|---|---|---|'];
   for (const tls of transports) {
     for (const size of sizes) {
       const all = (s: ServerName): Record<string, number>[] => results.filter((x) => x.test === 'scale' && x.tls === tls && x.size === size && x.server === s).map((x) => x.r);
@@ -216,7 +216,11 @@ function scaleTable(): string {
         return d.length === 0 ? '–' : `${pct(Math.min(...d))} … ${pct(Math.max(...d))}`;
       };
       const count = (s: ServerName): string => `${bound(s).length}/${all(s).length}${bound(s).length === 0 ? ' (all used)' : ''}`;
-      rows.push(`| ${tname(tls)} | ${size} B | ${f0(m('go', 'kfpsFew'))} → ${f0(m('go', 'kfpsMany'))} | ${pct(m('go', 'drop'))} (${range('go')}) | ${f0(m('wiremesh', 'kfpsFew'))} → ${f0(m('wiremesh', 'kfpsMany'))} | **${pct(m('wiremesh', 'drop'))}** (${range('wiremesh')}) | ${pct(m('go', 'effDrop'))} / ${pct(m('wiremesh', 'effDrop'))} | ${count('go')} / ${count('wiremesh')} |`);
+      // The relay's CPU time per frame (µs) in each half, and what the many pairs added: the absolute cost of scale.
+      const us = (s: ServerName, half: 'Few' | 'Many'): number => median(used(s).map((r) => (r[`relayCpu${half}`]! * 1000) / r[`kfps${half}`]!));
+      const added = (s: ServerName): number => median(used(s).map((r) => (r.relayCpuMany! * 1000) / r.kfpsMany! - (r.relayCpuFew! * 1000) / r.kfpsFew!));
+      const cost = (s: ServerName): string => `${f2(us(s, 'Few'))} → ${f2(us(s, 'Many'))} (${added(s) >= 0 ? '+' : ''}${f2(added(s))})`;
+      rows.push(`| ${tname(tls)} | ${size} B | ${f0(m('go', 'kfpsFew'))} → ${f0(m('go', 'kfpsMany'))} | ${pct(m('go', 'drop'))} (${range('go')}) | ${f0(m('wiremesh', 'kfpsFew'))} → ${f0(m('wiremesh', 'kfpsMany'))} | **${pct(m('wiremesh', 'drop'))}** (${range('wiremesh')}) | ${pct(m('go', 'effDrop'))} / ${pct(m('wiremesh', 'effDrop'))} | ${cost('go')} / ${cost('wiremesh')} | ${count('go')} / ${count('wiremesh')} |`);
     }
   }
   return rows.join('\n');

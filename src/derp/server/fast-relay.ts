@@ -181,12 +181,14 @@ export class FastRelay<C extends FastConn> {
   /** Relays the whole SendPacket frames at the start of `buf[0, n)` from `src`; returns the bytes taken. @internal */
   relay(src: FastPort<C>, buf: Buffer, view: DataView, n: number): number {
     if (this.#core.receiveLimit !== null) return 0;
-    const counters = this.#core.counters;
     const gen = this.#gen;
     const route = src.route;
     let off = 0;
     let run: FastPort<C> | undefined;
     let runStart = 0;
+    let packets = 0;
+    let bytes = 0;
+    let disco = 0;
     while (n - off >= FRAME_HEADER_LEN + KEY_LEN && buf[off] === FrameType.SendPacket) {
       const len = view.getUint32(off + 1);
       const end = off + FRAME_HEADER_LEN + len;
@@ -205,19 +207,24 @@ export class FastRelay<C extends FastConn> {
         runStart = off;
       }
       const packetAt = keyAt + KEY_LEN;
-      const size = end - packetAt;
-      counters.packetsReceived++;
-      counters.bytesReceived += size;
-      if (looksLikeDisco(buf, packetAt, end)) counters.receivedDisco++;
-      else counters.receivedOther++;
-      counters.packetsSent++;
-      counters.bytesSent += size;
-      counters.fastPathPackets++;
+      packets++;
+      bytes += end - packetAt;
+      if (looksLikeDisco(buf, packetAt, end)) disco++;
       buf[off] = FrameType.RecvPacket;
       writeKey(buf, keyAt, src.key);
       off = end;
     }
     if (run !== undefined) this.#write(src, run, buf, runStart, off);
+    if (packets > 0) {
+      const c = this.#core.counters;
+      c.packetsReceived += packets;
+      c.bytesReceived += bytes;
+      c.receivedDisco += disco;
+      c.receivedOther += packets - disco;
+      c.packetsSent += packets;
+      c.bytesSent += bytes;
+      c.fastPathPackets += packets;
+    }
     return off;
   }
 
