@@ -92,6 +92,14 @@ export class BenchConn {
   readonly sock: Duplex & { writableNeedDrain: boolean };
   readonly id: Identity;
   onFrame: FrameSink = () => {};
+  /**
+   * Counting mode (closed loops): RecvPackets are counted here and the highest sequence number (the first 4 bytes
+   * of the packet) kept, instead of a call to onFrame per frame.
+   */
+  counting = false;
+  rxPackets = 0;
+  rxBytes = 0;
+  maxSeq = 0;
   /** Runs after each received chunk has been fed through onFrame. */
   onData: () => void = () => {};
   #busy = false;
@@ -108,8 +116,12 @@ export class BenchConn {
     };
     sock.on('data', (d: Buffer) => read(d, d.length));
     sock.on('drain', () => (this.#busy = false)); // registered first: the caller's 'drain' handlers see it cleared
-    // The addon's reused read buffer goes straight to the parser (valid only during the call, which is enough).
-    if (sock instanceof NativeTlsSocket) sock.setDirectReader(read);
+    // On the addon, reads go straight from its read buffer to the parser (valid only during the call, which is
+    // enough), by the host's tap: no socket or stream state per read.
+    if (sock instanceof NativeTlsSocket) {
+      sock.setDirectReader(read);
+      readTap(sock.rawHost).conns[sock.rawId] = this;
+    }
   }
 
   /** True from a send() that returned false until 'drain'. */
@@ -142,9 +154,18 @@ export class BenchConn {
       }
       if (this.#hdrHave === 0 && n - o >= FRAME_HEADER_LEN) {
         const type = chunk[o]!;
-        const len = chunk.readUInt32BE(o + 1);
+        const len = ((chunk[o + 1]! << 24) | (chunk[o + 2]! << 16) | (chunk[o + 3]! << 8) | chunk[o + 4]!) >>> 0;
         o += FRAME_HEADER_LEN;
-        this.onFrame(type, len, chunk, o);
+        if (!this.counting) this.onFrame(type, len, chunk, o);
+        else if (type === FrameType.RecvPacket) {
+          this.rxPackets++;
+          this.rxBytes += len - KEY_LEN;
+          const s = o + KEY_LEN;
+          if (s + 4 <= n) {
+            const seq = ((chunk[s]! << 24) | (chunk[s + 1]! << 16) | (chunk[s + 2]! << 8) | chunk[s + 3]!) >>> 0;
+            if (seq > this.maxSeq) this.maxSeq = seq;
+          }
+        }
         this.#skip = len;
         continue;
       }
@@ -155,7 +176,11 @@ export class BenchConn {
       if (this.#hdrHave === FRAME_HEADER_LEN) {
         this.#hdrHave = 0;
         const len = this.#hdr.readUInt32BE(1);
-        this.onFrame(this.#hdr[0]!, len, o < n ? chunk : null, o);
+        if (!this.counting) this.onFrame(this.#hdr[0]!, len, o < n ? chunk : null, o);
+        else if (this.#hdr[0] === FrameType.RecvPacket) {
+          this.rxPackets++; // its sequence number may lie beyond this chunk: the next frames carry newer ones
+          this.rxBytes += len - KEY_LEN;
+        }
         this.#skip = len;
       }
     }
@@ -179,6 +204,41 @@ export const frameLenFor = (size: number): number => FRAME_HEADER_LEN + KEY_LEN 
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 
 let nativeTable: NativeTlsServer | null = null;
+
+/** The addon host's read tap: established BenchConns by id take their reads straight from its read buffer. */
+interface BenchTap {
+  readonly conns: (BenchConn | undefined)[];
+  read(id: number, n: number): number;
+  pending(id: number): void;
+  drained(id: number): void;
+  released(id: number): void;
+}
+
+const taps = new Map<NativeTlsServer, BenchTap>();
+
+function readTap(host: NativeTlsServer): BenchTap {
+  let t = taps.get(host);
+  if (t !== undefined) return t;
+  const conns: (BenchConn | undefined)[] = [];
+  t = {
+    conns,
+    read(id: number, n: number): number {
+      const c = conns[id];
+      if (c === undefined) return 0;
+      c.feed(host.readBuffer, n);
+      c.onData();
+      return n;
+    },
+    pending(): void {},
+    drained(): void {},
+    released(id: number): void {
+      conns[id] = undefined;
+    },
+  };
+  taps.set(host, t);
+  host.setTap(t);
+  return t;
+}
 const clientContexts = new Map<string, NativeTlsClientContext>();
 
 /** TCP (and TLS, without checking the certificate) on the addon; resolves once the socket can carry bytes. */

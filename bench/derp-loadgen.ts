@@ -143,8 +143,6 @@ async function closedLoop(pairs: number, w: number): Promise<ClosedLoop> {
   const sent = new Array<number>(conns.length).fill(0);
   const maxSeen = new Array<number>(conns.length).fill(0);
   const lastSeen = new Array<number>(conns.length).fill(0);
-  let rxFrames = 0;
-  let rxBytes = 0;
   let txFrames = 0;
   let stalls = 0;
   let activeConns = 0; // connections (2 per pair) allowed to send
@@ -160,16 +158,11 @@ async function closedLoop(pairs: number, w: number): Promise<ClosedLoop> {
     c.send(buf, 0, k * frameLen);
   };
   conns.forEach((c, j) => {
-    c.onFrame = (type, len, body, off) => {
-      if (type !== FrameType.RecvPacket) return;
-      rxFrames++;
-      rxBytes += len - KEY_LEN;
-      if (body !== null && off + KEY_LEN + 4 <= body.length) {
-        const seq = body.readUInt32BE(off + KEY_LEN);
-        if (seq > maxSeen[j]!) maxSeen[j] = seq;
-      }
+    c.counting = true;
+    c.onData = () => {
+      if (c.maxSeq > maxSeen[j]!) maxSeen[j] = c.maxSeq;
+      refill(j ^ 1);
     };
-    c.onData = () => refill(j ^ 1);
     c.sock.on('drain', () => refill(j));
   });
   const stallTimer = setInterval(() => {
@@ -184,7 +177,15 @@ async function closedLoop(pairs: number, w: number): Promise<ClosedLoop> {
     }
   }, STALL_MS);
   return {
-    totals: () => ({ rxFrames, rxBytes, txFrames, stalls }),
+    totals: () => {
+      let rxFrames = 0;
+      let rxBytes = 0;
+      for (const c of conns) {
+        rxFrames += c.rxPackets;
+        rxBytes += c.rxBytes;
+      }
+      return { rxFrames, rxBytes, txFrames, stalls };
+    },
     setActive(n: number): void {
       const before = activeConns;
       activeConns = 2 * Math.min(n, pairs);
