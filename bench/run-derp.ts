@@ -259,7 +259,9 @@ function clientName(): string {
 function report(): string {
   const steals = results.map((x) => x.r.stealPct ?? 0);
   const meanSteal = steals.length === 0 ? 0 : steals.reduce((x, y) => x + y, 0) / steals.length;
-  const parts = [`Medians of ${runs} runs (idle memory: ${a['idle-runs']}); relay on CPU ${RELAY_CPU}, load generator on CPU ${LOADGEN_CPU} (client stack: ${clientName()}); ${a.seconds} s window after ${a.warmup} s warm-up. Steal time during the runs: mean ${meanSteal.toFixed(1)} %, max ${Math.max(0, ...steals).toFixed(1)} %.`];
+  // A saved run (--report) says how many runs it had; the flags of this invocation do not.
+  const n = results.length === 0 ? runs : Math.max(...results.filter((x) => x.test !== 'idle').map((x) => x.run + 1));
+  const parts = [`Medians of ${n} runs (idle memory: ${a['idle-runs']}); relay on CPU ${RELAY_CPU}, load generator on CPU ${LOADGEN_CPU} (client stack: ${clientName()}); ${a.seconds} s window after ${a.warmup} s warm-up. Steal time during the runs: mean ${meanSteal.toFixed(1)} %, max ${Math.max(0, ...steals).toFixed(1)} %.`];
   if (tests.has('greedy')) parts.push('### Throughput, greedy senders (write until write() is false, wait for drain)', throughputTable('greedy'));
   if (tests.has('window')) parts.push(`### Throughput, closed loop (${a.window} frames in flight per sender)`, throughputTable('window'));
   if (tests.has('scale')) parts.push(`### Drop from ${a['scale-pairs'].replace(',', ' to ')} pairs within one run (closed loop, ${a.window} frames in flight; slices of 0.5 s alternate; medians of the relay-bound runs: relay CPU ≥ ${SCALE_RELAY_BOUND * 100} % in both halves)`, scaleTable());
