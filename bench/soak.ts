@@ -71,14 +71,14 @@ function procStatus(): { rssKiB: number; fds: number } {
   return { rssKiB: Number(rss?.[1] ?? 0), fds: readdirSync(`/proc/${pid}/fd`).length };
 }
 
-async function scrape(): Promise<{ conns: number; accepts: number; heapKiB: number }> {
+async function scrape(): Promise<{ conns: number; accepts: number; heapKiB: number; relayed: number; fastPath: number }> {
   // A full GC first (/debug/gc, like Go's), so heapUsed is the live heap, not GC timing.
   const gc = await (await fetch(`http://127.0.0.1:${debugPort}/debug/gc`)).text();
   const heapKiB = Math.round(Number(/-> (\d+)/.exec(gc)?.[1] ?? NaN) / 1024);
   const r = await fetch(`http://127.0.0.1:${debugPort}/debug/varz`);
   const varz = await r.text();
   const num = (name: string): number => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(varz)?.[1] ?? NaN);
-  return { conns: num('derp_current_connections'), accepts: num('derp_accepts'), heapKiB };
+  return { conns: num('derp_current_connections'), accepts: num('derp_accepts'), heapKiB, relayed: num('derp_packets_sent'), fastPath: num('derp_packets_fast_path') };
 }
 
 let cycles = 0;
@@ -124,11 +124,11 @@ async function worker(): Promise<void> {
   }
 }
 
-interface Sample { t: number; rssKiB: number; heapKiB: number; fds: number; conns: number; accepts: number; cycles: number; packets: number; errors: number }
+interface Sample { t: number; rssKiB: number; heapKiB: number; fds: number; conns: number; accepts: number; relayed: number; fastPath: number; cycles: number; packets: number; errors: number }
 const samples: Sample[] = [];
 const start = Date.now();
 async function sample(): Promise<void> {
-  const v = await scrape().catch(() => ({ conns: NaN, accepts: NaN, heapKiB: NaN }));
+  const v = await scrape().catch(() => ({ conns: NaN, accepts: NaN, heapKiB: NaN, relayed: NaN, fastPath: NaN }));
   const s = { t: Math.round((Date.now() - start) / 1000), ...procStatus(), ...v, cycles, packets: sent, errors };
   samples.push(s);
   process.stdout.write(JSON.stringify(s) + '\n');
@@ -158,6 +158,7 @@ const lines = [
   `live heap after GC: after warm-up ${(afterWarm.heapKiB / 1024).toFixed(1)} MiB (t=${afterWarm.t}s), max ${(maxHeap / 1024).toFixed(1)} MiB, end ${(last.heapKiB / 1024).toFixed(1)} MiB, growth ${(growth * 100).toFixed(1)} %`,
   `RSS: after warm-up ${(afterWarm.rssKiB / 1024).toFixed(1)} MiB, max ${(maxRss / 1024).toFixed(1)} MiB, end ${(last.rssKiB / 1024).toFixed(1)} MiB`,
   `connections at the end ${last.conns}`,
+  `packets relayed ${last.relayed}, by the fast path ${last.fastPath} (docs/derp-server.md "Fast path")`,
   ...[...errorKinds].map(([k, n]) => `error x${n}: ${k}`),
   '',
   '| t (s) | heap after GC (MiB) | RSS (MiB) | fds | current conns | accepts | packets |',
