@@ -378,6 +378,7 @@ export class ClientConn implements FrameSink, FastConn {
     const raw = this.#raw;
     if (raw === null || this.canMesh || this.#state !== 'live' || this.fastPort !== null) return;
     this.fastPort = fast.attach(this, raw.rawHost, raw.rawId);
+    this.#markDirty(); // the flush sets the port's backlog
   }
 
   detachFast(fast: FastRelay<ClientConn>): void {

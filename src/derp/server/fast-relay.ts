@@ -20,12 +20,17 @@ import { MAX_SEND_PACKET_FRAME } from './constants.ts';
 import type { Counters } from './metrics.ts';
 import { RouteCache, writeKey } from './route-cache.ts';
 
+const NOTHING = new Uint8Array(0);
+
 /** What a stream's host (src/net/tls-native.ts NativeTlsServer) offers the fast path. */
 export interface RawHost {
   /** Where the host puts each read's bytes before calling the tap. */
   readonly readBuffer: Buffer;
   setTap(tap: RawTap | null): void;
-  /** Takes `buf[start, end)` for connection `id` now; returns the bytes not yet in the kernel (-1: closed). */
+  /**
+   * Takes `buf[start, end)` for connection `id` now; returns the bytes the host holds for it, not yet in the
+   * kernel (-1: closed). An empty range only asks.
+   */
   rawWrite(id: number, buf: Uint8Array, start: number, end: number): number;
 }
 
@@ -72,8 +77,11 @@ export class FastPort<C extends FastConn> {
   hostPending = false;
   /** Some of those bytes came from the fast path (the connection's write deadline was told). */
   fastBytesPending = false;
-  /** The general path has output waiting for this destination (queued packets or a blocked writer). */
-  backlog = false;
+  /**
+   * The general path has output waiting for this destination (queued packets or a blocked writer). True at first:
+   * the connection's next flush says (a port can be made for a connection that has a backlog).
+   */
+  backlog = true;
   /** The last source relayed to this destination by the fast path (for the §9.4 record). */
   lastHeard: FastPort<C> | null = null;
   /** This source's last destination. */
@@ -158,6 +166,7 @@ export class FastRelay<C extends FastConn> {
       host.setTap(tap);
     }
     const p = new FastPort(conn, host, id);
+    p.hostPending = host.rawWrite(id, NOTHING, 0, 0) > 0;
     tap.ports[id] = p;
     this.#byKey.set(p.keyId, p);
     return p;
@@ -168,6 +177,11 @@ export class FastRelay<C extends FastConn> {
     if (!p.attached) return;
     p.attached = false;
     this.#gen++;
+    // Its drain event will find no port: settle the write deadline's count now.
+    if (p.fastBytesPending) {
+      p.fastBytesPending = false;
+      p.conn.fastDrained(true);
+    }
     const tap = this.#taps.get(p.host);
     if (tap !== undefined && tap.ports[p.id] === p) tap.ports[p.id] = undefined;
     if (this.#byKey.get(p.keyId) === p) this.#byKey.delete(p.keyId);

@@ -17,7 +17,10 @@ class FakeHost implements RawHost {
   setTap(t: RawTap | null): void {
     this.tap = t;
   }
+  /** What the host holds per connection (answered to an empty write, as the addon does). */
+  readonly held = new Map<number, number>();
   rawWrite(id: number, buf: Uint8Array, start: number, end: number): number {
+    if (start === end) return this.held.get(id) ?? 0;
     this.writes.push({ id, bytes: Buffer.from(buf.subarray(start, end)) });
     return 0;
   }
@@ -26,12 +29,17 @@ class FakeHost implements RawHost {
 class Conn implements FastConn {
   readonly key: Uint8Array;
   readonly keyId: string;
+  pendingCount = 0;
   constructor(n: number) {
     this.key = Buffer.alloc(KEY_LEN, n + 1);
     this.keyId = Buffer.from(this.key).toString('latin1');
   }
-  fastPending(): void {}
-  fastDrained(): void {}
+  fastPending(): void {
+    this.pendingCount++;
+  }
+  fastDrained(fastBytes: boolean): void {
+    if (fastBytes) this.pendingCount--;
+  }
 }
 
 type Item =
@@ -118,6 +126,7 @@ test('a detached destination is looked up again: a new port for its key gets the
   const bConn = new Conn(1);
   const b = relay.attach(bConn, host, 2);
   a.partial = b.partial = false;
+  b.backlog = false;
   const wire = encodeFrame(FrameType.SendPacket, bConn.key, Buffer.alloc(10, 1));
   const send = (): number => {
     wire.copy(host.readBuffer);
@@ -130,6 +139,7 @@ test('a detached destination is looked up again: a new port for its key gets the
   assert.equal(send(), 0, 'its key has no port: the general path decides');
   const b2 = relay.attach(bConn, host, 7);
   b2.partial = false;
+  b2.backlog = false;
   assert.equal(send(), wire.length);
   assert.deepEqual(host.writes.map((w) => w.id), [2, 7]);
   host.tap!.released(7);
@@ -143,11 +153,42 @@ test('a receive limit in force leaves every read to the general path (it meters 
   const relay = new FastRelay<Conn>(core);
   const a = relay.attach(new Conn(0), host, 1);
   const bConn = new Conn(1);
-  relay.attach(bConn, host, 2);
+  relay.attach(bConn, host, 2).backlog = false;
   a.partial = false;
   const wire = encodeFrame(FrameType.SendPacket, bConn.key, Buffer.alloc(10, 1));
   wire.copy(host.readBuffer);
   core.receiveLimit = { bytesPerSecond: 1000, burstBytes: 1000 };
   assert.equal(host.tap!.read(1, wire.length), 0);
   assert.equal(host.writes.length, 0);
+});
+
+test('a new port starts with a backlog (until its connection flushes) and asks the host what it holds', () => {
+  const host = new FakeHost();
+  const relay = new FastRelay<Conn>({ counters: new Counters(), receiveLimit: null, noteHeard: () => {} });
+  host.held.set(2, 500);
+  const p = relay.attach(new Conn(1), host, 2);
+  assert.equal(p.backlog, true);
+  assert.equal(p.hostPending, true, 'the addon still holds 500 bytes for it');
+  assert.equal(relay.attach(new Conn(2), host, 3).hostPending, false);
+  assert.equal(host.writes.length, 0, 'asking writes nothing');
+});
+
+test('detaching a port whose fast writes are pending settles the write deadline count (no drain will find it)', () => {
+  const host = new FakeHost();
+  host.rawWrite = (_id, _b, start, end) => (start === end ? 0 : 100);
+  const relay = new FastRelay<Conn>({ counters: new Counters(), receiveLimit: null, noteHeard: () => {} });
+  const a = relay.attach(new Conn(0), host, 1);
+  const bConn = new Conn(1);
+  const b = relay.attach(bConn, host, 2);
+  a.partial = false;
+  b.backlog = false;
+  const wire = encodeFrame(FrameType.SendPacket, bConn.key, Buffer.alloc(10, 1));
+  wire.copy(host.readBuffer);
+  assert.equal(host.tap!.read(1, wire.length), wire.length);
+  assert.equal(bConn.pendingCount, 1, 'the deadline counts the pending fast write');
+  assert.equal(b.hostPending, true);
+  relay.detach(b);
+  assert.equal(bConn.pendingCount, 0);
+  host.tap!.drained(2);
+  assert.equal(bConn.pendingCount, 0, 'a later drain changes nothing');
 });
