@@ -8,17 +8,19 @@
  *     [--seconds 2] [--warmup 1] [--tests greedy,window,latency,idle] [--window 32] [--idle-conns 10000]
  *     [--idle-runs 1] [--latency-sizes 570] [--bg-pairs 20] [--bg-kfps 50] [--json results.json]
  *     [--wm-node-flags "--cpu-prof"] [--wm-dir /path/to/other/checkout] [--client native|node]
- *     [--scale-pairs 20,100] [--scale-seconds 8] [--report results.json]
+ *     [--scale-pairs 20,100] [--scale-seconds 8] [--floor] [--report results.json]
  * `--report`: print the tables of an earlier run's --json file (with the same --tests, --sizes, … ) instead of running.
  * Test `scale` measures the drop from 20 to 100 pairs within one load-generator run (derp-loadgen.ts --mode
  * scale: all 100 pairs connected, 0.5 s slices alternating between 20 and 100 of them sending), so the two counts
  * share the minutes of a run instead of being two separate runs compared across the machine's drift.
+ * `--floor`: the plain `scale` sweep also runs bench/floor-relay.c (the least a DERP relay can do, in C; built with
+ * `cc`), in the same rotation: what any relay on this machine loses from 20 to 100 pairs.
  * `--client`: the load generator's TCP/TLS stack (bench/derp-conn.ts): the native addon by default when built.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { median } from './proc.ts';
-import { NODE, runJson, type Running, startGoDerper, startWiremeshDerper } from './servers.ts';
+import { NODE, runJson, type Running, startFloorRelay, startGoDerper, startWiremeshDerper } from './servers.ts';
 
 const RELAY_CPU = 1;
 const LOADGEN_CPU = 0;
@@ -46,6 +48,7 @@ const { values: a } = parseArgs({
     report: { type: 'string' },
     'wm-node-flags': { type: 'string', default: '' },
     client: { type: 'string' },
+    floor: { type: 'boolean', default: false },
   },
 });
 
@@ -57,7 +60,8 @@ const tests = new Set(a.tests.split(','));
 const transports = a.tls === 'both' ? [false, true] : [a.tls === 'tls'];
 const wmNodeFlags = a['wm-node-flags'] === '' ? [] : a['wm-node-flags'].split(' ');
 const SERVERS = ['go', 'wiremesh'] as const;
-type ServerName = (typeof SERVERS)[number];
+/** `floor`: bench/floor-relay.c, in the plain `scale` sweep only, with `--floor`. */
+type ServerName = (typeof SERVERS)[number] | 'floor';
 
 const start = (name: ServerName, tls: boolean): Promise<Running> =>
   name === 'go' ? startGoDerper(RELAY_CPU, tls) : startWiremeshDerper(RELAY_CPU, tls, wmNodeFlags, a['wm-dir']);
@@ -95,14 +99,15 @@ async function loadgen(s: Running, mode: string, extra: string[]): Promise<Recor
  * configuration comes before run k+1 of any, so a slow or fast minute of the VM lands on all pair counts alike
  * and the 20 → 100 pairs comparison is not a comparison of two different minutes.
  */
-async function sweep(servers: Record<ServerName, Running>, tls: boolean, test: string, configs: { size: number; pairs: number; args: string[] }[]): Promise<void> {
+async function sweep(servers: { [K in ServerName]?: Running | undefined }, tls: boolean, test: string, configs: { size: number; pairs: number; args: string[] }[]): Promise<void> {
+  const names = (['go', 'wiremesh', 'floor'] as const).filter((n) => servers[n] !== undefined);
   for (let run = 0; run < runs; run++) {
     for (const c of configs) {
-      const order = run % 2 === 0 ? SERVERS : [...SERVERS].reverse();
+      const order = run % 2 === 0 ? names : [...names].reverse();
       for (const name of order) {
         const mode = test === 'greedy' ? 'throughput' : test;
         try {
-          const r = await loadgen(servers[name], mode, c.args);
+          const r = await loadgen(servers[name]!, mode, c.args);
           results.push({ test, tls, size: c.size, pairs: c.pairs, server: name, run, r });
           process.stderr.write(`${test} ${tls ? 'tls' : 'plain'} ${c.size}B ${c.pairs}p ${name} #${run}: ${JSON.stringify(r)}\n`);
         } catch (e) {
@@ -133,7 +138,14 @@ async function main(): Promise<void> {
       try {
         if (tests.has('greedy')) await sweep(servers, tls, 'greedy', throughputCfgs);
         if (tests.has('window')) await sweep(servers, tls, 'window', throughputCfgs.map((c) => ({ ...c, args: [...c.args, '--window', a.window] })));
-        if (tests.has('scale')) await sweep(servers, tls, 'scale', scaleCfgs);
+        if (tests.has('scale')) {
+          const floor = a.floor && !tls ? await startFloorRelay(RELAY_CPU) : undefined;
+          try {
+            await sweep({ ...servers, floor }, tls, 'scale', scaleCfgs);
+          } finally {
+            await floor?.stop();
+          }
+        }
         if (tests.has('latency')) await sweep(servers, tls, 'latency', latencyCfgs);
       } finally {
         await servers.go.stop();
@@ -205,25 +217,37 @@ const SCALE_RELAY_BOUND = 0.95;
 function scaleTable(): string {
   const [few, many] = list(a['scale-pairs']);
   const rows = [`| transport | size | Go kfps ${few} → ${many} pairs | Go drop (range) | wiremesh kfps ${few} → ${many} pairs | **wiremesh drop** (range) | drop per relay CPU-s Go / wm | relay CPU µs per frame ${few} → ${many}, Go / wm | relay-bound runs Go / wm |`, '|---|---|---|---|---|---|---|---|---|'];
+  const floorRows = [`| size | server | kfps ${few} → ${many} pairs | drop (range) | drop per relay CPU-s | relay CPU µs per frame ${few} → ${many} (added) | relay-bound runs |`, '|---|---|---|---|---|---|---|'];
   for (const tls of transports) {
     for (const size of sizes) {
-      const all = (s: ServerName): Record<string, number>[] => results.filter((x) => x.test === 'scale' && x.tls === tls && x.size === size && x.server === s).map((x) => x.r);
-      const bound = (s: ServerName): Record<string, number>[] => all(s).filter((r) => r.relayCpuFew! >= SCALE_RELAY_BOUND && r.relayCpuMany! >= SCALE_RELAY_BOUND);
-      const used = (s: ServerName): Record<string, number>[] => (bound(s).length > 0 ? bound(s) : all(s));
-      const m = (s: ServerName, k: string): number => median(used(s).map((r) => r[k]!));
-      const range = (s: ServerName): string => {
-        const d = used(s).map((r) => r.drop!);
-        return d.length === 0 ? '–' : `${pct(Math.min(...d))} … ${pct(Math.max(...d))}`;
-      };
-      const count = (s: ServerName): string => `${bound(s).length}/${all(s).length}${bound(s).length === 0 ? ' (all used)' : ''}`;
-      // The relay's CPU time per frame (µs) in each half, and what the many pairs added: the absolute cost of scale.
-      const us = (s: ServerName, half: 'Few' | 'Many'): number => median(used(s).map((r) => (r[`relayCpu${half}`]! * 1000) / r[`kfps${half}`]!));
-      const added = (s: ServerName): number => median(used(s).map((r) => (r.relayCpuMany! * 1000) / r.kfpsMany! - (r.relayCpuFew! * 1000) / r.kfpsFew!));
-      const cost = (s: ServerName): string => `${f2(us(s, 'Few'))} → ${f2(us(s, 'Many'))} (${added(s) >= 0 ? '+' : ''}${f2(added(s))})`;
-      rows.push(`| ${tname(tls)} | ${size} B | ${f0(m('go', 'kfpsFew'))} → ${f0(m('go', 'kfpsMany'))} | ${pct(m('go', 'drop'))} (${range('go')}) | ${f0(m('wiremesh', 'kfpsFew'))} → ${f0(m('wiremesh', 'kfpsMany'))} | **${pct(m('wiremesh', 'drop'))}** (${range('wiremesh')}) | ${pct(m('go', 'effDrop'))} / ${pct(m('wiremesh', 'effDrop'))} | ${cost('go')} / ${cost('wiremesh')} | ${count('go')} / ${count('wiremesh')} |`);
+      const [g, w, f] = (['go', 'wiremesh', 'floor'] as const).map((s) => scaleStats(tls, size, s));
+      rows.push(`| ${tname(tls)} | ${size} B | ${g!.kfps} | ${g!.drop} (${g!.range}) | ${w!.kfps} | **${w!.drop}** (${w!.range}) | ${g!.eff} / ${w!.eff} | ${g!.cost} / ${w!.cost} | ${g!.count} / ${w!.count} |`);
+      if (f!.n > 0) for (const [name, x] of [['Go', g!], ['wiremesh', w!], ['floor', f!]] as const) floorRows.push(`| ${size} B | ${name} | ${x.kfps} | ${x.drop} (${x.range}) | ${x.eff} | ${x.cost} | ${x.count} |`);
     }
   }
-  return rows.join('\n');
+  if (floorRows.length === 2) return rows.join('\n');
+  return `${rows.join('\n')}\n\nWith \`--floor\`, plain, the same runs with bench/floor-relay.c (the least a relay can do, in C):\n\n${floorRows.join('\n')}`;
+}
+
+/** One server's `scale` figures for a transport and size, formatted for the tables. */
+function scaleStats(tls: boolean, size: number, s: ServerName): { n: number; kfps: string; drop: string; range: string; eff: string; cost: string; count: string } {
+  const all = results.filter((x) => x.test === 'scale' && x.tls === tls && x.size === size && x.server === s).map((x) => x.r);
+  const bound = all.filter((r) => r.relayCpuFew! >= SCALE_RELAY_BOUND && r.relayCpuMany! >= SCALE_RELAY_BOUND);
+  const used = bound.length > 0 ? bound : all;
+  const m = (k: string): number => median(used.map((r) => r[k]!));
+  const d = used.map((r) => r.drop!);
+  // The relay's CPU time per frame (µs) in each half, and what the many pairs added: the absolute cost of scale.
+  const us = (half: 'Few' | 'Many'): number => median(used.map((r) => (r[`relayCpu${half}`]! * 1000) / r[`kfps${half}`]!));
+  const added = median(used.map((r) => (r.relayCpuMany! * 1000) / r.kfpsMany! - (r.relayCpuFew! * 1000) / r.kfpsFew!));
+  return {
+    n: all.length,
+    kfps: `${f0(m('kfpsFew'))} → ${f0(m('kfpsMany'))}`,
+    drop: pct(m('drop')),
+    range: d.length === 0 ? '–' : `${pct(Math.min(...d))} … ${pct(Math.max(...d))}`,
+    eff: pct(m('effDrop')),
+    cost: `${f2(us('Few'))} → ${f2(us('Many'))} (${added >= 0 ? '+' : ''}${f2(added)})`,
+    count: `${bound.length}/${all.length}${bound.length === 0 ? ' (all used)' : ''}`,
+  };
 }
 
 function latencyTable(): string {

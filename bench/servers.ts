@@ -5,8 +5,8 @@
  * wrapper, so the PID we hold is the server's own PID, as /proc readings need). Everything is bound to
  * 127.0.0.1 on ephemeral ports and killed by PID.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -135,6 +135,22 @@ export async function startWiremeshStun(cpu: number): Promise<Running> {
   const m = await waitFor(child, /stun: listening port=(\d+)/, 'wiremesh stun');
   const port = Number(m[1]);
   return { name: 'wiremesh', pid: child.pid!, host: '127.0.0.1', port, stunPort: port, tls: false, stop: stopper(child, null) };
+}
+
+/**
+ * bench/floor-relay.c, the least a DERP relay can do (plain TCP only): a yardstick for what the kernel and this
+ * machine cost a relay, built into build/floor-relay with the system C compiler when missing or older than its source.
+ */
+export async function startFloorRelay(cpu: number): Promise<Running> {
+  const src = path.join(ROOT, 'bench/floor-relay.c');
+  const bin = path.join(ROOT, 'build/floor-relay');
+  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
+    mkdirSync(path.dirname(bin), { recursive: true });
+    execFileSync('cc', ['-O2', '-o', bin, src], { stdio: 'inherit' });
+  }
+  const child = spawnPinned(cpu, [bin]);
+  const m = await waitFor(child, /floor: listening port=(\d+)/, 'floor relay');
+  return { name: 'floor', pid: child.pid!, host: '127.0.0.1', port: Number(m[1]), stunPort: 0, tls: false, stop: stopper(child, null) };
 }
 
 /** coturn as a plain STUN server (`-S`), no TLS/DTLS/CLI, logging to stdout. */
