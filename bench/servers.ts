@@ -1,6 +1,7 @@
 /**
  * Starts and stops the servers under test for the benchmark drivers: the Go derper (~/go/bin/derper), the
- * wiremesh derper (bin/wiremesh.js derper), our StunServer (bench/stun-server.ts) and coturn (`turnserver -S`).
+ * wiremesh derper (bin/wiremesh.js derper), our StunServer (bench/stun-server.ts), coturn (`turnserver -S`) and
+ * the floor relay (bench/floor-relay.c).
  * Each runs pinned to one CPU with `taskset` and a raised open-files limit (`ulimit -n` in a `bash -c … exec`
  * wrapper, so the PID we hold is the server's own PID, as /proc readings need). Everything is bound to
  * 127.0.0.1 on ephemeral ports and killed by PID.
